@@ -56,7 +56,9 @@ def unrecognized(status: int = 404, msg: str = "Unrecognized request") -> Matrix
     return MatrixError(status, "M_UNRECOGNIZED", msg)
 
 
-def unknown_token(msg: str = "Unrecognised access token.", *, soft_logout: bool = False) -> MatrixError:
+def unknown_token(
+    msg: str = "Unrecognised access token.", *, soft_logout: bool = False
+) -> MatrixError:
     return MatrixError(401, "M_UNKNOWN_TOKEN", msg, soft_logout=soft_logout)
 
 

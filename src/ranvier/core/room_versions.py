@@ -70,6 +70,10 @@ class RoomVersion:
     # v12+ (MSC4289): the creator and `additional_creators` have infinite power level and
     # do not appear in m.room.power_levels `users`.
     privileged_creators: bool
+    # v11+: the 255-byte limits on sender/room_id/type/state_key/event_id are enforced in
+    # bytes. Synapse counted code points before v11, so events within the code-point limit
+    # but over the byte limit exist in older rooms and are persisted as rejected there.
+    strict_event_byte_limits: bool = False
 
     @property
     def is_v1_event_format(self) -> bool:
@@ -102,6 +106,7 @@ def _v(
         redacts_in_content=n >= 11,
         room_id_from_create_event=n >= 12,
         privileged_creators=n >= 12,
+        strict_event_byte_limits=n >= 11,
     )
 
 

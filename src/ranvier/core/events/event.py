@@ -21,7 +21,9 @@ StateKey = tuple[str, str]
 class Event:
     __slots__ = ("_data", "event_id", "room_version")
 
-    def __init__(self, data: JsonDict, event_id: str, room_version: RoomVersion) -> None:
+    def __init__(
+        self, data: JsonDict, event_id: str, room_version: RoomVersion
+    ) -> None:
         self._data = data
         self.event_id = event_id
         self.room_version = room_version
@@ -132,5 +134,7 @@ def _ids(value: Any, room_version: RoomVersion) -> list[str]:
         return []
     if room_version.event_format is EventFormat.V1:
         # v1/v2: each entry is [event_id, {"sha256": ...}]
-        return [v[0] for v in value if isinstance(v, list) and v and isinstance(v[0], str)]
+        return [
+            v[0] for v in value if isinstance(v, list) and v and isinstance(v[0], str)
+        ]
     return [v for v in value if isinstance(v, str)]

@@ -1,0 +1,499 @@
+"""The HTTP edge: endpoint declarations, routing, error mapping, auth extraction, rate limits,
+CORS, request IDs and the access log.
+
+Endpoint modules declare `Endpoint(method, paths, handler, auth=...)`; `build_http_app`
+mounts the endpoints of the resources a listener serves on one aiohttp application.
+Handlers receive a `MatrixRequest` and return a JSON-able dict (200), a `(status, dict)`
+pair, or a ready aiohttp response (media downloads, plain text).
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import orjson
+from aiohttp import web
+
+from ranvier.core.errors import (
+    MatrixError,
+    bad_json,
+    forbidden,
+    limit_exceeded,
+    missing_param,
+    missing_token,
+    not_json,
+    too_large,
+    unrecognized,
+)
+from ranvier.util.logcontext import request_id_var
+from ranvier.util.ratelimit import Bucket, RateLimiter
+
+logger = logging.getLogger(__name__)
+access_logger = logging.getLogger("ranvier.access")
+
+JsonDict = dict[str, Any]
+
+# Per-request storage: the authenticated user (for the access log) and the client address
+# (from X-Forwarded-For when the listener trusts a reverse proxy).
+USER_ID_KEY = web.RequestKey("user_id", str)
+CLIENT_IP_KEY = web.RequestKey("client_ip", str)
+
+
+class AuthMode(enum.Enum):
+    NONE = "none"  # no access token is looked at
+    OPTIONAL = "optional"  # used when present (e.g. peeking, public room list)
+    USER = "user"  # required; guests are refused with M_GUEST_ACCESS_FORBIDDEN
+    GUEST_OK = "guest_ok"  # required; guests allowed (the spec's guest endpoint list)
+    SERVER = "server"  # federation: a signed `Authorization: X-Matrix` header
+
+
+@dataclass(frozen=True, slots=True)
+class Requester:
+    user_id: str
+    device_id: str | None
+    is_guest: bool = False
+    # The access token's row id, so logout can revoke exactly this session.
+    token_id: int | None = None
+
+
+class Authenticator(Protocol):
+    async def authenticate(self, access_token: str) -> Requester:
+        """Resolve a token or raise `MatrixError` (M_UNKNOWN_TOKEN)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ServerRequest:
+    """What X-Matrix verification needs from an inbound federation request."""
+
+    method: str
+    # Path and query exactly as received (still percent-encoded): what the origin signed.
+    uri: str
+    authorization: tuple[str, ...]
+    # The parsed JSON body, None when the request had none.
+    content: Any | None
+
+
+class ServerAuthenticator(Protocol):
+    async def authenticate_server(self, request: ServerRequest) -> str:
+        """Return the verified origin server name or raise `MatrixError` (401
+        M_UNAUTHORIZED)."""
+        ...
+
+
+Handler = Callable[["MatrixRequest"], Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    method: str
+    paths: tuple[str, ...]
+    handler: Handler
+    auth: AuthMode = AuthMode.USER
+    # Name of a rate-limit bucket from the config (`rate_limits.<name>`), or None.
+    ratelimit: str | None = None
+
+
+def client_paths(
+    suffix: str, *, r0: bool = True, prefix: str = "v3"
+) -> tuple[str, ...]:
+    """`/_matrix/client/v3<suffix>` plus the legacy `r0` alias older clients still call."""
+    paths = [f"/_matrix/client/{prefix}{suffix}"]
+    if r0 and prefix == "v3":
+        paths.append(f"/_matrix/client/r0{suffix}")
+    return tuple(paths)
+
+
+class JsonBody:
+    """Typed access to a JSON request object that answers bad input with spec errors."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: JsonDict) -> None:
+        self.raw = raw
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.raw
+
+    def _get(
+        self, key: str, types: type | tuple[type, ...], what: str, default: Any
+    ) -> Any:
+        if key not in self.raw or self.raw[key] is None:
+            return default
+        value = self.raw[key]
+        # bool is an int subclass: never accept it where a number is expected.
+        if isinstance(value, bool) and bool not in (
+            types if isinstance(types, tuple) else (types,)
+        ):
+            raise bad_json(f"'{key}' must be {what}")
+        if not isinstance(value, types):
+            raise bad_json(f"'{key}' must be {what}")
+        return value
+
+    def get_str(self, key: str, default: str | None = None) -> str | None:
+        v: str | None = self._get(key, str, "a string", default)
+        return v
+
+    def require_str(self, key: str) -> str:
+        v = self.get_str(key)
+        if v is None:
+            raise missing_param(f"Missing '{key}'")
+        return v
+
+    def get_int(self, key: str, default: int | None = None) -> int | None:
+        v: int | None = self._get(key, int, "an integer", default)
+        return v
+
+    def get_bool(self, key: str, default: bool = False) -> bool:
+        v: bool = self._get(key, bool, "a boolean", default)
+        return v
+
+    def get_dict(self, key: str) -> JsonDict | None:
+        v: JsonDict | None = self._get(key, dict, "an object", None)
+        return v
+
+    def get_list(self, key: str) -> list[Any] | None:
+        v: list[Any] | None = self._get(key, list, "an array", None)
+        return v
+
+    def get_str_list(self, key: str) -> list[str] | None:
+        v = self.get_list(key)
+        if v is not None and not all(isinstance(x, str) for x in v):
+            raise bad_json(f"'{key}' must be an array of strings")
+        return v
+
+
+class MatrixRequest:
+    __slots__ = ("_body", "_origin", "raw", "requester")
+
+    def __init__(self, raw: web.Request, requester: Requester | None) -> None:
+        self.raw = raw
+        self.requester = requester
+        self._origin: str | None = None
+        self._body: Any = _UNSET
+
+    def set_origin(self, origin: str) -> None:
+        """For the edge: the origin server X-Matrix verification established."""
+        self._origin = origin
+
+    @property
+    def origin(self) -> str:
+        """The authenticated origin server; only valid on `AuthMode.SERVER` endpoints."""
+        if self._origin is None:
+            raise MatrixError(401, "M_UNAUTHORIZED", "Missing X-Matrix authentication.")
+        return self._origin
+
+    @property
+    def user(self) -> Requester:
+        """The authenticated requester; only valid on endpoints that require auth."""
+        if self.requester is None:
+            raise missing_token()
+        return self.requester
+
+    def path_param(self, name: str) -> str:
+        return self.raw.match_info[name]
+
+    @property
+    def query(self) -> Mapping[str, str]:
+        return self.raw.query
+
+    def query_int(self, name: str, default: int | None = None) -> int | None:
+        v = self.raw.query.get(name)
+        if v is None or v == "":
+            return default
+        try:
+            return int(v)
+        except ValueError:
+            raise MatrixError(
+                400, "M_INVALID_PARAM", f"'{name}' must be an integer"
+            ) from None
+
+    def query_bool(self, name: str, default: bool = False) -> bool:
+        v = self.raw.query.get(name)
+        if v is None:
+            return default
+        if v in ("true", "1"):
+            return True
+        if v in ("false", "0"):
+            return False
+        raise MatrixError(400, "M_INVALID_PARAM", f"'{name}' must be true or false")
+
+    @property
+    def client_ip(self) -> str:
+        ip: str | None = self.raw.get(CLIENT_IP_KEY) or self.raw.remote
+        return ip or "-"
+
+    async def body_bytes(self) -> bytes:
+        try:
+            return await self.raw.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise too_large() from None
+
+    async def json_any(self) -> Any:
+        if self._body is _UNSET:
+            data = await self.body_bytes()
+            if not data:
+                self._body = {}
+            else:
+                try:
+                    self._body = orjson.loads(data)
+                except orjson.JSONDecodeError:
+                    raise not_json() from None
+        return self._body
+
+    async def json(self) -> JsonBody:
+        """The request body as a JSON object (empty body = `{}`)."""
+        body = await self.json_any()
+        if not isinstance(body, dict):
+            raise not_json("Content must be a JSON object.")
+        return JsonBody(body)
+
+
+_UNSET = object()
+
+_CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "GET, HEAD, POST, PUT, DELETE, OPTIONS",
+    "Access-Control-Allow-Headers": "X-Requested-With, Content-Type, Authorization, Date",
+    "Access-Control-Expose-Headers": "Content-Disposition",
+}
+
+
+def json_response(body: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(body), status=status, content_type="application/json"
+    )
+
+
+def error_response(err: MatrixError) -> web.Response:
+    resp = json_response(err.to_json(), err.status)
+    if err.status == 429 and "retry_after_ms" in err.extra:
+        resp.headers["Retry-After"] = str(
+            max(1, int(err.extra["retry_after_ms"]) // 1000)
+        )
+    return resp
+
+
+def _extract_token(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization")
+    if header is not None:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+        if scheme.lower() != "x-matrix":
+            raise MatrixError(401, "M_MISSING_TOKEN", "Malformed Authorization header.")
+    return request.query.get("access_token") or None
+
+
+@dataclass
+class HttpSettings:
+    max_body_size: int = 1 << 20
+    ratelimit_buckets: Mapping[str, Bucket] = field(default_factory=dict)
+    trust_forwarded_for: bool = False
+    # Verifies `AuthMode.SERVER` endpoints (federation); None refuses them with 401.
+    server_authenticator: ServerAuthenticator | None = None
+
+
+class _Dispatcher:
+    """Wraps one endpoint's handler with auth, rate limiting and response encoding."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        authenticator: Authenticator | None,
+        limiter: RateLimiter | None,
+        settings: HttpSettings,
+    ) -> None:
+        self._ep = endpoint
+        self._auth = authenticator
+        self._server_auth = settings.server_authenticator
+        self._limiter = limiter
+        self._bucket = (
+            settings.ratelimit_buckets.get(endpoint.ratelimit)
+            if endpoint.ratelimit
+            else None
+        )
+
+    async def __call__(self, request: web.Request) -> web.StreamResponse:
+        if self._ep.auth is AuthMode.SERVER:
+            mreq = await self._authenticate_server(request)
+        else:
+            mreq = MatrixRequest(request, await self._authenticate(request))
+        if self._bucket is not None and self._limiter is not None:
+            key = mreq.requester.user_id if mreq.requester else mreq.client_ip
+            wait = self._limiter.check(self._ep.ratelimit or "", key, self._bucket)
+            if wait:
+                raise limit_exceeded(wait)
+        result = await self._ep.handler(mreq)
+        if isinstance(result, web.StreamResponse):
+            return result
+        if isinstance(result, tuple):
+            status, body = result
+            return json_response(body, status)
+        return json_response(result)
+
+    async def _authenticate_server(self, request: web.Request) -> MatrixRequest:
+        headers = tuple(request.headers.getall("Authorization", ()))
+        if not headers:
+            raise MatrixError(
+                401, "M_UNAUTHORIZED", "Missing X-Matrix Authorization header."
+            )
+        if self._server_auth is None:
+            raise MatrixError(401, "M_UNAUTHORIZED", "Federation is disabled.")
+        mreq = MatrixRequest(request, None)
+        content = await mreq.json_any() if request.body_exists else None
+        origin = await self._server_auth.authenticate_server(
+            ServerRequest(request.method, request.raw_path, headers, content)
+        )
+        mreq.set_origin(origin)
+        request["user_id"] = origin
+        return mreq
+
+    async def _authenticate(self, request: web.Request) -> Requester | None:
+        mode = self._ep.auth
+        if mode is AuthMode.NONE:
+            return None
+        token = _extract_token(request)
+        if token is None:
+            if mode is AuthMode.OPTIONAL:
+                return None
+            raise missing_token()
+        if self._auth is None:
+            raise MatrixError(500, "M_UNKNOWN", "No authenticator configured.")
+        requester = await self._auth.authenticate(token)
+        if requester.is_guest and mode is AuthMode.USER:
+            raise MatrixError(
+                403, "M_GUEST_ACCESS_FORBIDDEN", "Guest access is not allowed here."
+            )
+        request[USER_ID_KEY] = requester.user_id
+        return requester
+
+
+_request_ids = itertools.count(1)
+
+
+def _redacted_path(request: web.Request) -> str:
+    if "access_token" not in request.query:
+        return request.path_qs
+    q = {
+        k: ("<redacted>" if k == "access_token" else v)
+        for k, v in request.query.items()
+    }
+    return str(request.rel_url.with_query(q))
+
+
+def _make_middleware(settings: HttpSettings) -> Any:
+    @web.middleware
+    async def matrix_middleware(
+        request: web.Request,
+        handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    ) -> web.StreamResponse:
+        rid = f"{request.method}-{next(_request_ids)}"
+        token = request_id_var.set(rid)
+        start = time.perf_counter()
+        if settings.trust_forwarded_for:
+            fwd = request.headers.get("X-Forwarded-For")
+            if fwd:
+                request[CLIENT_IP_KEY] = fwd.split(",")[0].strip()
+        try:
+            response = await _dispatch(request, handler)
+            response.headers.update(_CORS_HEADERS)
+            return response
+        finally:
+            access_logger.info(
+                "%s %s %s %s %.1fms",
+                request.get(CLIENT_IP_KEY) or request.remote,
+                request.get(USER_ID_KEY, "-"),
+                request.method,
+                _redacted_path(request),
+                (time.perf_counter() - start) * 1000,
+            )
+            request_id_var.reset(token)
+
+    return matrix_middleware
+
+
+async def _dispatch(
+    request: web.Request,
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> web.StreamResponse:
+    if request.method == "OPTIONS":
+        return web.Response(status=204)
+    try:
+        return await handler(request)
+    except MatrixError as e:
+        return error_response(e)
+    except web.HTTPRequestEntityTooLarge:
+        return error_response(too_large())
+    except web.HTTPMethodNotAllowed:
+        return error_response(
+            unrecognized(405, "Unrecognized request: method not allowed")
+        )
+    except web.HTTPNotFound:
+        return error_response(unrecognized(404))
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        return error_response(MatrixError(e.status, "M_UNKNOWN", e.reason))
+    except Exception:
+        logger.exception("request handler failed: %s %s", request.method, request.path)
+        return error_response(MatrixError(500, "M_UNKNOWN", "Internal server error"))
+
+
+def _as_coroutine_function(
+    dispatcher: _Dispatcher,
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    # aiohttp only accepts coroutine functions as handlers, not awaitable-returning objects.
+    async def handle(request: web.Request) -> web.StreamResponse:
+        return await dispatcher(request)
+
+    return handle
+
+
+def build_http_app(
+    endpoints: Iterable[Endpoint],
+    *,
+    authenticator: Authenticator | None,
+    limiter: RateLimiter | None,
+    settings: HttpSettings,
+) -> web.Application:
+    app = web.Application(
+        middlewares=[_make_middleware(settings)], client_max_size=settings.max_body_size
+    )
+    seen: set[tuple[str, str]] = set()
+    for ep in endpoints:
+        handler = _as_coroutine_function(
+            _Dispatcher(ep, authenticator, limiter, settings)
+        )
+        for path in ep.paths:
+            if (ep.method, path) in seen:
+                raise ValueError(f"duplicate route {ep.method} {path}")
+            seen.add((ep.method, path))
+            app.router.add_route(ep.method, path, handler)
+    return app
+
+
+def require_self(req: MatrixRequest, user_id: str) -> None:
+    """Most per-user endpoints take the user ID in the path: it must be the requester."""
+    if req.user.user_id != user_id:
+        raise forbidden("Cannot act on behalf of another user.")
+
+
+def parse_json_object(data: bytes) -> JsonDict:
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise not_json() from None
+    if not isinstance(obj, dict):
+        raise bad_json("Expected a JSON object.")
+    return obj
+
+
+def endpoints_of(*groups: Sequence[Endpoint]) -> list[Endpoint]:
+    return [ep for g in groups for ep in g]

@@ -1,0 +1,166 @@
+"""Process lifecycle: logging, event loop, listeners, graceful shutdown on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import ssl
+import sys
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from ranvier.api.http import build_http_app
+from ranvier.app.homeserver import Homeserver, build_homeserver
+from ranvier.config.schema import HomeserverConfig, ListenerConfig
+from ranvier.util.clock import Clock
+from ranvier.util.logcontext import RequestIdFilter
+
+logger = logging.getLogger(__name__)
+
+# In-flight requests get this long to finish after SIGTERM before connections are cut.
+SHUTDOWN_GRACE_SECONDS = 10.0
+
+
+@dataclass
+class RunningServer:
+    homeserver: Homeserver
+    runners: list[web.AppRunner] = field(default_factory=list)
+    # (listener index, host, port) actually bound — port 0 in config picks a free port.
+    bound: list[tuple[int, str, int]] = field(default_factory=list)
+
+    def port(self, listener_index: int = 0) -> int:
+        for idx, _host, port in self.bound:
+            if idx == listener_index:
+                return port
+        raise KeyError(listener_index)
+
+    async def stop(self) -> None:
+        for runner in self.runners:
+            await runner.cleanup()
+        await self.homeserver.stop()
+
+
+def _ssl_context(listener: ListenerConfig) -> ssl.SSLContext | None:
+    if listener.tls is None:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(
+        str(listener.tls.certificate_path), str(listener.tls.private_key_path)
+    )
+    return ctx
+
+
+async def start_server(
+    config: HomeserverConfig, *, clock: Clock | None = None
+) -> RunningServer:
+    hs = await build_homeserver(config, clock=clock)
+    running = RunningServer(hs)
+    try:
+        await hs.start()
+        for idx, listener in enumerate(config.listeners):
+            app = build_http_app(
+                hs.endpoints_for(list(listener.resources)),
+                authenticator=hs.authenticator,
+                limiter=hs.limiter,
+                settings=hs.http_settings,
+            )
+            runner = web.AppRunner(
+                app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_SECONDS
+            )
+            await runner.setup()
+            running.runners.append(runner)
+            ctx = _ssl_context(listener)
+            for host in listener.bind_addresses:
+                site = web.TCPSite(runner, host, listener.port, ssl_context=ctx)
+                await site.start()
+                for sock in _site_sockets(site):
+                    running.bound.append((idx, host, sock))
+                logger.info(
+                    "listening on %s:%s %s",
+                    host,
+                    listener.port,
+                    list(listener.resources),
+                )
+    except BaseException:
+        await running.stop()
+        raise
+    return running
+
+
+def _site_sockets(site: web.TCPSite) -> list[int]:
+    server = site._server  # noqa: SLF001 - aiohttp exposes bound ports only here
+    if server is None:
+        return []
+    ports: list[int] = []
+    for sock in getattr(server, "sockets", ()):
+        ports.append(int(sock.getsockname()[1]))
+    return ports
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per line, for log shippers."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "request": getattr(record, "request_id", "-"),
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry).decode()
+
+
+def configure_logging(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RequestIdFilter())
+    if fmt == "json":
+        handler.setFormatter(JsonLogFormatter())
+    else:
+        handler.setFormatter(
+            logging.Formatter(
+                "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
+            )
+        )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+async def serve_forever(config: HomeserverConfig) -> None:
+    running = await start_server(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    logger.info("Ranvier serving %s", config.server_name)
+    await stop.wait()
+    logger.info("shutting down: finishing in-flight requests")
+    await running.stop()
+    logger.info("stopped cleanly")
+
+
+def _run_loop(main: Coroutine[Any, Any, None]) -> None:
+    try:
+        import uvloop  # optional accelerator; plain asyncio behaves the same
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
+
+
+def run(config: HomeserverConfig) -> int:
+    configure_logging(config.log.level, config.log.format)
+    try:
+        _run_loop(serve_forever(config))
+    except Exception:
+        logger.exception("fatal error")
+        return 1
+    return 0
