@@ -23,7 +23,9 @@ from ranvier.util.ratelimit import Bucket, RateLimiter
 
 
 class _Tokens:
-    async def authenticate(self, access_token: str) -> Requester:
+    async def authenticate(
+        self, access_token: str, client_ip: str | None = None
+    ) -> Requester:
         if access_token == "user-token":
             return Requester("@alice:test", "DEV", is_guest=False)
         if access_token == "guest-token":

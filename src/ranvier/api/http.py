@@ -12,10 +12,11 @@ from __future__ import annotations
 import enum
 import itertools
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import orjson
 from aiohttp import web
@@ -24,12 +25,20 @@ from ranvier.core.errors import (
     MatrixError,
     bad_json,
     forbidden,
+    invalid_param,
     limit_exceeded,
     missing_param,
     missing_token,
     not_json,
     too_large,
     unrecognized,
+)
+from ranvier.core.json import (
+    CANONICAL_JSON_INT_MAX,
+    CANONICAL_JSON_INT_MIN,
+    MAX_JSON_NESTING,
+    contains_nul,
+    exceeds_nesting,
 )
 from ranvier.util.logcontext import request_id_var
 from ranvier.util.ratelimit import Bucket, RateLimiter
@@ -43,6 +52,14 @@ JsonDict = dict[str, Any]
 # (from X-Forwarded-For when the listener trusts a reverse proxy).
 USER_ID_KEY = web.RequestKey("user_id", str)
 CLIENT_IP_KEY = web.RequestKey("client_ip", str)
+
+# Path parameters (IDs, event types, state keys, transaction IDs, tags ...) all end up as
+# keys of some database index, and a PostgreSQL B-tree entry must stay under ~2.7 kB:
+# longer values could only fail there, with a 500.
+MAX_PATH_PARAM_BYTES: Final = 1024
+# Query integers: ASCII digits only (`int()` also takes " 1", "1_0" and "\uff11"), at
+# most 16 of them, since nothing in Matrix counts past canonical JSON's 2**53 - 1.
+_QUERY_INT_RE: Final = re.compile(r"-?[0-9]{1,16}")
 
 
 class AuthMode(enum.Enum):
@@ -63,7 +80,9 @@ class Requester:
 
 
 class Authenticator(Protocol):
-    async def authenticate(self, access_token: str) -> Requester:
+    async def authenticate(
+        self, access_token: str, client_ip: str | None = None
+    ) -> Requester:
         """Resolve a token or raise `MatrixError` (M_UNKNOWN_TOKEN)."""
         ...
 
@@ -148,6 +167,9 @@ class JsonBody:
 
     def get_int(self, key: str, default: int | None = None) -> int | None:
         v: int | None = self._get(key, int, "an integer", default)
+        # Beyond canonical JSON's range a number can be neither signed nor stored.
+        if v is not None and not CANONICAL_JSON_INT_MIN <= v <= CANONICAL_JSON_INT_MAX:
+            raise bad_json(f"'{key}' is out of range")
         return v
 
     def get_bool(self, key: str, default: bool = False) -> bool:
@@ -170,11 +192,16 @@ class JsonBody:
 
 
 class MatrixRequest:
-    __slots__ = ("_body", "_origin", "raw", "requester")
+    __slots__ = ("_body", "_client", "_origin", "raw", "requester")
 
-    def __init__(self, raw: web.Request, requester: Requester | None) -> None:
+    def __init__(
+        self, raw: web.Request, requester: Requester | None, *, client: bool = True
+    ) -> None:
         self.raw = raw
         self.requester = requester
+        # Client bodies are checked by `check_client_json`; federation bodies carry other
+        # servers' signed events, which the event format checks judge instead.
+        self._client = client
         self._origin: str | None = None
         self._body: Any = _UNSET
 
@@ -203,16 +230,36 @@ class MatrixRequest:
     def query(self) -> Mapping[str, str]:
         return self.raw.query
 
-    def query_int(self, name: str, default: int | None = None) -> int | None:
+    def query_int(
+        self,
+        name: str,
+        default: int | None = None,
+        *,
+        minimum: int = CANONICAL_JSON_INT_MIN,
+        maximum: int = CANONICAL_JSON_INT_MAX,
+    ) -> int | None:
         v = self.raw.query.get(name)
         if v is None or v == "":
             return default
+        if _QUERY_INT_RE.fullmatch(v) is None:
+            raise invalid_param(f"'{name}' must be an integer")
+        n = int(v)
+        if not minimum <= n <= maximum:
+            raise invalid_param(f"'{name}' must be in [{minimum}, {maximum}]")
+        return n
+
+    def query_json(self, name: str) -> Any | None:
+        """A JSON query parameter (inline filters), checked like a client body."""
+        raw = self.raw.query.get(name)
+        if raw is None or raw == "":
+            return None
+        data = raw.encode()
         try:
-            return int(v)
-        except ValueError:
-            raise MatrixError(
-                400, "M_INVALID_PARAM", f"'{name}' must be an integer"
-            ) from None
+            value = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise bad_json(f"'{name}' is not valid JSON") from None
+        check_client_json(data, value)
+        return value
 
     def query_bool(self, name: str, default: bool = False) -> bool:
         v = self.raw.query.get(name)
@@ -242,9 +289,12 @@ class MatrixRequest:
                 self._body = {}
             else:
                 try:
-                    self._body = orjson.loads(data)
+                    body = orjson.loads(data)
                 except orjson.JSONDecodeError:
                     raise not_json() from None
+                if self._client:
+                    check_client_json(data, body)
+                self._body = body
         return self._body
 
     async def json(self) -> JsonBody:
@@ -256,6 +306,34 @@ class MatrixRequest:
 
 
 _UNSET = object()
+
+
+def check_client_json(data: bytes, value: Any) -> None:
+    """Refuse client JSON that could be accepted but never stored or served: nesting
+    past `MAX_JSON_NESTING`, or U+0000 in a string (PostgreSQL text cannot hold it).
+    The scans of the raw bytes run at C speed; only a possible hit walks the value."""
+    if data.count(b"{") + data.count(b"[") > MAX_JSON_NESTING and exceeds_nesting(
+        value
+    ):
+        raise bad_json(f"JSON nests more than {MAX_JSON_NESTING} levels deep.")
+    if b"\\u0000" in data and contains_nul(value):
+        raise bad_json("Strings must not contain U+0000.")
+
+
+def check_params(request: web.Request) -> None:
+    """Refuse path and query parameters no handler could store: U+0000 anywhere, or a
+    path parameter over `MAX_PATH_PARAM_BYTES`."""
+    for name, value in request.match_info.items():
+        if "\x00" in value:
+            raise invalid_param(f"'{name}' must not contain U+0000")
+        if len(value) * 4 > MAX_PATH_PARAM_BYTES and (
+            len(value.encode("utf-8", "surrogatepass")) > MAX_PATH_PARAM_BYTES
+        ):
+            raise invalid_param(f"'{name}' is longer than {MAX_PATH_PARAM_BYTES} bytes")
+    for name, value in request.query.items():
+        if "\x00" in value:
+            raise invalid_param(f"'{name}' must not contain U+0000")
+
 
 _CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
@@ -321,6 +399,7 @@ class _Dispatcher:
         )
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
+        check_params(request)
         if self._ep.auth is AuthMode.SERVER:
             mreq = await self._authenticate_server(request)
         else:
@@ -346,13 +425,13 @@ class _Dispatcher:
             )
         if self._server_auth is None:
             raise MatrixError(401, "M_UNAUTHORIZED", "Federation is disabled.")
-        mreq = MatrixRequest(request, None)
+        mreq = MatrixRequest(request, None, client=False)
         content = await mreq.json_any() if request.body_exists else None
         origin = await self._server_auth.authenticate_server(
             ServerRequest(request.method, request.raw_path, headers, content)
         )
         mreq.set_origin(origin)
-        request["user_id"] = origin
+        request[USER_ID_KEY] = origin
         return mreq
 
     async def _authenticate(self, request: web.Request) -> Requester | None:
@@ -366,7 +445,8 @@ class _Dispatcher:
             raise missing_token()
         if self._auth is None:
             raise MatrixError(500, "M_UNKNOWN", "No authenticator configured.")
-        requester = await self._auth.authenticate(token)
+        client_ip = request.get(CLIENT_IP_KEY) or request.remote
+        requester = await self._auth.authenticate(token, client_ip)
         if requester.is_guest and mode is AuthMode.USER:
             raise MatrixError(
                 403, "M_GUEST_ACCESS_FORBIDDEN", "Guest access is not allowed here."

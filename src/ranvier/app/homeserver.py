@@ -15,8 +15,16 @@ from ranvier.api import health, well_known
 from ranvier.api.client import versions
 from ranvier.api.http import Authenticator, Endpoint, HttpSettings
 from ranvier.api.keys.server import ServerKeyResource
+from ranvier.app.accounts import build_accounts
+from ranvier.app.federation import Federation, build_federation
+from ranvier.app.federation_rooms import build_federation_rooms
+from ranvier.app.room_federation import FederationSeam, build_room_federation
+from ranvier.app.rooms import build_rooms, random_opaque_id
+from ranvier.app.sync import RoomsReadSide, build_notifier, build_sync
 from ranvier.config.schema import HomeserverConfig
 from ranvier.core.crypto.keys import SigningKey, read_signing_keys
+from ranvier.federation.transport import FederationTransport
+from ranvier.services.events.notify import NotifierChain
 from ranvier.services.server_keys import ServerKeys
 from ranvier.storage.database import Database, DatabaseSettings, open_database
 from ranvier.util.clock import Clock, RealClock
@@ -37,6 +45,7 @@ class Homeserver:
     http_settings: HttpSettings
     authenticator: Authenticator | None
     resources: dict[str, list[Endpoint]] = field(default_factory=dict)
+    federation: Federation | None = None
 
     def endpoints_for(self, resources: list[str]) -> list[Endpoint]:
         eps: list[Endpoint] = [*health.endpoints()]
@@ -46,9 +55,13 @@ class Homeserver:
 
     async def start(self) -> None:
         """Start background work (federation sender, cleanup loops) after the DB is ready."""
+        if self.federation is not None:
+            await self.federation.start()
 
     async def stop(self) -> None:
         await self.supervisor.shutdown()
+        if self.federation is not None:
+            await self.federation.stop()
         await self.db.close()
 
 
@@ -89,6 +102,7 @@ async def build_homeserver(
     config: HomeserverConfig,
     *,
     clock: Clock | None = None,
+    federation_transport: FederationTransport | None = None,
 ) -> Homeserver:
     clock = clock or RealClock()
     db = await open_database(database_settings(config))
@@ -124,11 +138,92 @@ async def build_homeserver(
             config.public_baseurl, _federation_authority(config)
         )
         hs.resources["client"] = [*versions.endpoints(), *wk.endpoints()]
+        # --- accounts (issue #4): registration, login, devices, profiles -------------
+        # Federation's room side is bound late (it needs the transport, built last).
+        seam = FederationSeam()
+        accounts = build_accounts(config, db, clock, remote_profiles=seam)
+        hs.authenticator = accounts.authenticator
+        hs.resources["client"].extend(accounts.endpoints())
+        # --- end accounts ------------------------------------------------------------
+        # --- rooms (issue #5): events, ingest pipeline, rooms, membership, directory --
+        notifier = build_notifier(clock)
+        rooms = await build_rooms(
+            config,
+            db,
+            clock,
+            signing_key=signing_key,
+            profiles=accounts.profiles,
+            notifier=NotifierChain(notifier, seam),
+            hooks=accounts.hooks,
+            remote=seam,
+            backfill=seam,
+            remote_directory=seam,
+        )
+        hs.resources["client"].extend(rooms.endpoints)
+        # --- end rooms ---------------------------------------------------------------
+        # --- sync (issue #5): /sync, typing, receipts, presence, account data, to-device
+        sync = await build_sync(
+            db=db,
+            clock=clock,
+            supervisor=hs.supervisor,
+            server_name=config.server_name,
+            notifier=notifier,
+            rooms=RoomsReadSide(
+                rooms.events, rooms.state, rooms.visibility, rooms.serializer
+            ),
+            accounts=accounts.store,
+            hooks=accounts.hooks,
+            federation=seam,
+        )
+        hs.resources["client"].extend(sync.endpoints)
+        # --- end sync ----------------------------------------------------------------
         hs.resources["keys"] = ServerKeyResource(server_keys).endpoints()
         hs.resources["federation"] = []
         hs.resources["media"] = []
         hs.resources["admin"] = []
         hs.resources["metrics"] = []
+        # --- federation transport (issue #6): keyring, client, sender, X-Matrix, notary
+        # Last: it opens the outbound HTTP session, which nothing after it could leak.
+        hs.federation = build_federation(
+            config,
+            db,
+            clock,
+            hs.supervisor,
+            server_keys,
+            transport=federation_transport,
+        )
+        if config.federation.enabled:
+            http_settings.server_authenticator = hs.federation.authenticator
+        hs.resources["keys"].extend(hs.federation.key_endpoints)
+        hs.resources["federation"].extend(hs.federation.federation_endpoints)
+        # --- end federation transport --------------------------------------------------
+        # --- federation rooms, outbound (issue #6): remote joins/leaves/knocks/invites,
+        # backfill, remote queries, local events and EDUs to the room's other servers
+        if config.federation.enabled:
+            seam.bind(
+                await build_room_federation(
+                    server_name=config.server_name,
+                    db=db,
+                    clock=clock,
+                    supervisor=hs.supervisor,
+                    federation=hs.federation,
+                    rooms=rooms,
+                    random_id=random_opaque_id,
+                )
+            )
+        # --- end federation rooms, outbound ---------------------------------------------
+        # --- federation rooms, inbound (issue #6): /send, history, resident joins, queries
+        federation_rooms = build_federation_rooms(
+            server_name=config.server_name,
+            signing_key=signing_key,
+            clock=clock,
+            rooms=rooms,
+            sync=sync,
+            accounts=accounts,
+            federation=hs.federation,
+        )
+        hs.resources["federation"].extend(federation_rooms.endpoints)
+        # --- end federation rooms, inbound -----------------------------------------------
         return hs
     except BaseException:
         await db.close()

@@ -22,15 +22,26 @@ import orjson
 __all__ = [
     "CANONICAL_JSON_INT_MAX",
     "CANONICAL_JSON_INT_MIN",
+    "MAX_JSON_NESTING",
     "CanonicalJsonError",
     "InvalidJsonError",
+    "contains_nul",
     "decode_json",
     "encode_canonical_json",
     "encode_json",
+    "exceeds_nesting",
 ]
 
 CANONICAL_JSON_INT_MAX: Final = 2**53 - 1
 CANONICAL_JSON_INT_MIN: Final = -(2**53) + 1
+
+
+# How deeply objects and arrays may nest in what clients send and in events. orjson
+# encodes at most 254 levels (and decodes 1024): a value accepted deeper than that could
+# be stored but never served again, and a room event nested that deep would break /sync
+# and /messages for every member (the event is wrapped in ~10 more levels there).
+# serde_json (Conduit, Tuwunel) stops at 128, so no deeper event federates everywhere.
+MAX_JSON_NESTING: Final = 128
 
 
 class CanonicalJsonError(ValueError):
@@ -58,6 +69,40 @@ _PY_CANONICAL_ENCODER: Final = _stdlib_json.JSONEncoder(
 )
 
 _PLAIN_SCALARS: Final = frozenset({str, int, bool, type(None)})
+
+
+def exceeds_nesting(value: Any, limit: int = MAX_JSON_NESTING) -> bool:
+    """True if objects/arrays in `value` nest more than `limit` levels deep."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = (
+            item.values() if type(item) is dict else item if type(item) is list else ()
+        )
+        for child in children:
+            if type(child) is dict or type(child) is list:
+                if depth >= limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
+
+
+def contains_nul(value: Any) -> bool:
+    """True if any string in `value`, object keys included, contains U+0000."""
+    stack: list[Any] = [value]
+    while stack:
+        item = stack.pop()
+        if type(item) is str:
+            if "\x00" in item:
+                return True
+        elif type(item) is dict:
+            for k, v in item.items():
+                if "\x00" in k:
+                    return True
+                stack.append(v)
+        elif type(item) is list:
+            stack.extend(item)
+    return False
 
 
 def _contains_float(value: Any) -> bool:

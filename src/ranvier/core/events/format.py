@@ -25,7 +25,12 @@ from ranvier.core.events.errors import EventFormatError, EventSizeError
 from ranvier.core.events.event import Event
 from ranvier.core.events.ids import compute_event_id
 from ranvier.core.ids import InvalidIdentifierError, parse_event_id, parse_user_id
-from ranvier.core.json import CanonicalJsonError, encode_canonical_json
+from ranvier.core.json import (
+    MAX_JSON_NESTING,
+    CanonicalJsonError,
+    encode_canonical_json,
+    exceeds_nesting,
+)
 from ranvier.core.room_versions import EventFormat, RoomVersion
 
 __all__ = [
@@ -199,11 +204,19 @@ def _check_pdu_size(pdu: Mapping[str, Any], room_version: RoomVersion) -> None:
     """The whole PDU, as canonical JSON, is at most 65536 bytes; encoding it also checks
     that every value is canonical-JSON compatible (strictly from room v6)."""
     try:
-        size = len(encode_canonical_json(pdu, strict=room_version.strict_canonicaljson))
+        encoded = encode_canonical_json(pdu, strict=room_version.strict_canonicaljson)
     except CanonicalJsonError as e:
         raise EventFormatError(str(e)) from None
+    size = len(encoded)
     if size > MAX_PDU_BYTES:
         raise EventSizeError(f"event is {size} bytes; at most {MAX_PDU_BYTES} allowed")
+    # Counting brackets (C speed) bounds the depth from above: only walk when it could
+    # be too deep.
+    brackets = encoded.count(b"{") + encoded.count(b"[")
+    if brackets > MAX_JSON_NESTING and exceeds_nesting(pdu):
+        raise EventFormatError(
+            f"event nests objects/arrays more than {MAX_JSON_NESTING} levels deep"
+        )
 
 
 def validate_pdu(pdu: Any, room_version: RoomVersion) -> None:

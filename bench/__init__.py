@@ -1,0 +1,1 @@
+"""Side-by-side benchmarks of Ranvier and Synapse (see bench/README.md)."""

@@ -1,0 +1,147 @@
+"""Room membership.
+
+    POST /_matrix/client/v3/join/{roomIdOrAlias}
+    POST /_matrix/client/v3/rooms/{roomId}/join
+    POST /_matrix/client/v3/knock/{roomIdOrAlias}
+    POST /_matrix/client/v3/rooms/{roomId}/invite
+    POST /_matrix/client/v3/rooms/{roomId}/leave
+    POST /_matrix/client/v3/rooms/{roomId}/forget
+    POST /_matrix/client/v3/rooms/{roomId}/kick
+    POST /_matrix/client/v3/rooms/{roomId}/ban
+    POST /_matrix/client/v3/rooms/{roomId}/unban
+    GET  /_matrix/client/v3/joined_rooms
+
+Spec: C-S API > Room membership. `via` (and the deprecated `server_name`) name servers
+to join or knock through when this server is not in the room. Third-party invites
+(`id_server` bodies) are not supported yet and answer with spec errors.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ranvier.api.http import AuthMode, Endpoint, MatrixRequest, client_paths
+from ranvier.core.errors import MatrixError, invalid_param
+from ranvier.core.ids import is_valid_server_name
+from ranvier.services.rooms.membership import MembershipService
+
+__all__ = ["MembershipResource"]
+
+JsonDict = dict[str, Any]
+
+
+def _via(req: MatrixRequest) -> list[str]:
+    query = req.raw.query
+    via = [*query.getall("via", []), *query.getall("server_name", [])]
+    for server in via:
+        if not is_valid_server_name(server):
+            raise invalid_param(f"'via' is not a server name: {server!r}")
+    return via
+
+
+class MembershipResource:
+    def __init__(self, membership: MembershipService) -> None:
+        self._m = membership
+
+    async def join(self, req: MatrixRequest) -> JsonDict:
+        body = await req.json()
+        target = req.raw.match_info.get("roomIdOrAlias") or req.path_param("roomId")
+        room_id = await self._m.join(
+            req.user.user_id,
+            target,
+            is_guest=req.user.is_guest,
+            reason=body.get_str("reason"),
+            via=_via(req),
+        )
+        return {"room_id": room_id}
+
+    async def knock(self, req: MatrixRequest) -> JsonDict:
+        body = await req.json()
+        room_id = await self._m.knock(
+            req.user.user_id,
+            req.path_param("roomIdOrAlias"),
+            body.get_str("reason"),
+            via=_via(req),
+        )
+        return {"room_id": room_id}
+
+    async def invite(self, req: MatrixRequest) -> JsonDict:
+        body = await req.json()
+        if "id_server" in body or "medium" in body:
+            raise MatrixError(
+                400, "M_UNRECOGNIZED", "Third-party invites are not supported."
+            )
+        await self._m.invite(
+            req.user.user_id,
+            req.path_param("roomId"),
+            body.require_str("user_id"),
+            body.get_str("reason"),
+        )
+        return {}
+
+    async def leave(self, req: MatrixRequest) -> JsonDict:
+        body = await req.json()
+        await self._m.leave(
+            req.user.user_id, req.path_param("roomId"), body.get_str("reason")
+        )
+        return {}
+
+    async def forget(self, req: MatrixRequest) -> JsonDict:
+        await self._m.forget(req.user.user_id, req.path_param("roomId"))
+        return {}
+
+    async def kick(self, req: MatrixRequest) -> JsonDict:
+        body = await req.json()
+        await self._m.kick(
+            req.user.user_id,
+            req.path_param("roomId"),
+            body.require_str("user_id"),
+            body.get_str("reason"),
+        )
+        return {}
+
+    async def ban(self, req: MatrixRequest) -> JsonDict:
+        body = await req.json()
+        await self._m.ban(
+            req.user.user_id,
+            req.path_param("roomId"),
+            body.require_str("user_id"),
+            body.get_str("reason"),
+        )
+        return {}
+
+    async def unban(self, req: MatrixRequest) -> JsonDict:
+        body = await req.json()
+        await self._m.unban(
+            req.user.user_id,
+            req.path_param("roomId"),
+            body.require_str("user_id"),
+            body.get_str("reason"),
+        )
+        return {}
+
+    async def joined_rooms(self, req: MatrixRequest) -> JsonDict:
+        return {"joined_rooms": await self._m.get_joined_rooms(req.user.user_id)}
+
+    def endpoints(self) -> list[Endpoint]:
+        guest = AuthMode.GUEST_OK
+        return [
+            Endpoint(
+                "POST", client_paths("/join/{roomIdOrAlias}"), self.join, auth=guest
+            ),
+            Endpoint(
+                "POST", client_paths("/rooms/{roomId}/join"), self.join, auth=guest
+            ),
+            Endpoint("POST", client_paths("/knock/{roomIdOrAlias}"), self.knock),
+            Endpoint("POST", client_paths("/rooms/{roomId}/invite"), self.invite),
+            Endpoint(
+                "POST", client_paths("/rooms/{roomId}/leave"), self.leave, auth=guest
+            ),
+            Endpoint("POST", client_paths("/rooms/{roomId}/forget"), self.forget),
+            Endpoint("POST", client_paths("/rooms/{roomId}/kick"), self.kick),
+            Endpoint("POST", client_paths("/rooms/{roomId}/ban"), self.ban),
+            Endpoint("POST", client_paths("/rooms/{roomId}/unban"), self.unban),
+            Endpoint(
+                "GET", client_paths("/joined_rooms"), self.joined_rooms, auth=guest
+            ),
+        ]

@@ -1,0 +1,142 @@
+"""Creating rooms and sending events into them.
+
+    POST /_matrix/client/v3/createRoom
+    PUT  /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}
+    PUT  /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}
+    PUT  /_matrix/client/v3/rooms/{roomId}/state/{eventType}      (empty state key)
+    PUT  /_matrix/client/v3/rooms/{roomId}/redact/{eventId}/{txnId}
+
+Spec: C-S API > Rooms > Creation; Events > Sending events to a room; Redactions.
+Bodies are parsed into typed requests here; the services decide everything else.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ranvier.api.http import AuthMode, Endpoint, JsonBody, MatrixRequest, client_paths
+from ranvier.core.errors import bad_json, invalid_param
+from ranvier.core.room_presets import Preset, StateEventSpec
+from ranvier.services.rooms.creation import CreateRoomRequest, RoomCreationService
+from ranvier.services.rooms.messages import RoomMessageService
+
+__all__ = ["RoomsResource", "parse_create_room"]
+
+JsonDict = dict[str, Any]
+
+
+def _parse_initial_state(body: JsonBody) -> list[StateEventSpec]:
+    out: list[StateEventSpec] = []
+    for item in body.get_list("initial_state") or []:
+        if not isinstance(item, dict):
+            raise bad_json("'initial_state' entries must be objects")
+        entry = JsonBody(item)
+        content = entry.get_dict("content")
+        if content is None:
+            raise bad_json("'initial_state' entries need a 'content' object")
+        out.append(
+            StateEventSpec(
+                entry.require_str("type"), entry.get_str("state_key", "") or "", content
+            )
+        )
+    return out
+
+
+def parse_create_room(body: JsonBody) -> CreateRoomRequest:
+    visibility = body.get_str("visibility", "private")
+    if visibility not in ("public", "private"):
+        raise invalid_param("'visibility' must be 'public' or 'private'")
+    preset_name = body.get_str("preset")
+    try:
+        preset = Preset(preset_name) if preset_name is not None else None
+    except ValueError:
+        raise invalid_param(f"Unknown preset {preset_name!r}") from None
+    return CreateRoomRequest(
+        preset=preset,
+        is_public=visibility == "public",
+        room_alias_name=body.get_str("room_alias_name"),
+        name=body.get_str("name"),
+        topic=body.get_str("topic"),
+        invite=body.get_str_list("invite") or [],
+        is_direct=body.get_bool("is_direct"),
+        initial_state=_parse_initial_state(body),
+        power_level_content_override=body.get_dict("power_level_content_override"),
+        creation_content=body.get_dict("creation_content"),
+        room_version=body.get_str("room_version"),
+    )
+
+
+class RoomsResource:
+    def __init__(
+        self, creation: RoomCreationService, messages: RoomMessageService
+    ) -> None:
+        self._creation = creation
+        self._messages = messages
+
+    async def create_room(self, req: MatrixRequest) -> JsonDict:
+        request = parse_create_room(await req.json())
+        room_id, alias = await self._creation.create_room(req.user.user_id, request)
+        out: JsonDict = {"room_id": room_id}
+        if alias is not None:
+            out["room_alias"] = alias
+        return out
+
+    async def send_message(self, req: MatrixRequest) -> JsonDict:
+        body = await req.json()
+        event_id = await self._messages.send_message(
+            user_id=req.user.user_id,
+            device_id=req.user.device_id,
+            room_id=req.path_param("roomId"),
+            event_type=req.path_param("eventType"),
+            content=body.raw,
+            txn_id=req.path_param("txnId"),
+        )
+        return {"event_id": event_id}
+
+    async def put_state(self, req: MatrixRequest) -> JsonDict:
+        body = await req.json()
+        event_id = await self._messages.send_state(
+            user_id=req.user.user_id,
+            room_id=req.path_param("roomId"),
+            event_type=req.path_param("eventType"),
+            state_key=req.raw.match_info.get("stateKey", ""),
+            content=body.raw,
+        )
+        return {"event_id": event_id}
+
+    async def redact(self, req: MatrixRequest) -> JsonDict:
+        body = await req.json()
+        event_id = await self._messages.redact(
+            user_id=req.user.user_id,
+            device_id=req.user.device_id,
+            room_id=req.path_param("roomId"),
+            event_id=req.path_param("eventId"),
+            reason=body.get_str("reason"),
+            txn_id=req.path_param("txnId"),
+        )
+        return {"event_id": event_id}
+
+    def endpoints(self) -> list[Endpoint]:
+        return [
+            Endpoint("POST", client_paths("/createRoom"), self.create_room),
+            Endpoint(
+                "PUT",
+                client_paths("/rooms/{roomId}/send/{eventType}/{txnId}"),
+                self.send_message,
+                auth=AuthMode.GUEST_OK,
+                ratelimit="message",
+            ),
+            Endpoint(
+                "PUT",
+                client_paths("/rooms/{roomId}/state/{eventType}/{stateKey:.*}")
+                + client_paths("/rooms/{roomId}/state/{eventType}"),
+                self.put_state,
+                ratelimit="message",
+            ),
+            Endpoint(
+                "PUT",
+                client_paths("/rooms/{roomId}/redact/{eventId}/{txnId}"),
+                self.redact,
+                ratelimit="message",
+            ),
+        ]

@@ -1,0 +1,159 @@
+"""Wiring of the rooms feature (issue #5): event storage, the ingest pipeline, room
+creation, sending, membership, aliases/directory and reading.
+
+`build_rooms` constructs the stores, services and HTTP resources once. It takes the
+notifier the pipeline reports persisted events to (`app.sync.build_notifier`), and
+connects the account hooks (profile changes refresh member events; deactivated accounts
+leave their rooms). `Rooms.read_side()` is what sync reads.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from ranvier.api.client.directory import DirectoryResource
+from ranvier.api.client.membership import MembershipResource
+from ranvier.api.client.reading import ReadingResource
+from ranvier.api.client.rooms import RoomsResource
+from ranvier.api.http import Endpoint
+from ranvier.config.schema import HomeserverConfig
+from ranvier.core.crypto.keys import SigningKey
+from ranvier.services.accounts.hooks import AccountHooks
+from ranvier.services.events.creation import EventBuilder, LocalEventSender
+from ranvier.services.events.notify import RoomEventNotifier
+from ranvier.services.events.pipeline import EventPipeline
+from ranvier.services.events.state import StateCalculator
+from ranvier.services.rooms.aliases import DirectoryService
+from ranvier.services.rooms.client_events import ClientEventSerializer
+from ranvier.services.rooms.creation import MemberProfiles, RoomCreationService
+from ranvier.services.rooms.membership import MembershipService
+from ranvier.services.rooms.messages import RoomMessageService
+from ranvier.services.rooms.reading import RoomReadService
+from ranvier.services.rooms.remote import RemoteDirectory, RemoteRoomOps, RoomBackfill
+from ranvier.services.rooms.state_reader import RoomStateReader
+from ranvier.services.rooms.visibility import EventVisibility
+from ranvier.storage.database import Database
+from ranvier.storage.stores.events import EventStore
+from ranvier.storage.stores.rooms import RoomStore
+from ranvier.storage.stores.state import StateStore
+from ranvier.util.clock import Clock
+
+
+def random_opaque_id() -> str:
+    return secrets.token_urlsafe(18)
+
+
+@dataclass
+class Rooms:
+    events: EventStore
+    state: StateStore
+    rooms: RoomStore
+    pipeline: EventPipeline
+    sender: LocalEventSender
+    state_reader: RoomStateReader
+    visibility: EventVisibility
+    serializer: ClientEventSerializer
+    creation: RoomCreationService
+    messages: RoomMessageService
+    membership: MembershipService
+    directory: DirectoryService
+    reading: RoomReadService
+    endpoints: list[Endpoint]
+
+
+async def build_rooms(
+    config: HomeserverConfig,
+    db: Database,
+    clock: Clock,
+    *,
+    signing_key: SigningKey,
+    profiles: MemberProfiles,
+    notifier: RoomEventNotifier,
+    hooks: AccountHooks | None = None,
+    remote: RemoteRoomOps | None = None,
+    backfill: RoomBackfill | None = None,
+    remote_directory: RemoteDirectory | None = None,
+) -> Rooms:
+    server_name = config.server_name
+    events = await EventStore.open(db)
+    state = await StateStore.open(db)
+    rooms = RoomStore(db)
+    pipeline = EventPipeline(
+        events=events,
+        state=state,
+        calculator=StateCalculator(events, state),
+        notifier=notifier,
+        clock=clock,
+    )
+    builder = EventBuilder(server_name, signing_key, random_opaque_id)
+    sender = LocalEventSender(
+        pipeline=pipeline,
+        builder=builder,
+        versions=rooms,
+        txn_lookup=events,
+        now=clock.time_msec,
+    )
+    state_reader = RoomStateReader(state, events)
+    visibility = EventVisibility(rooms=rooms, state=state, events=events)
+    serializer = ClientEventSerializer(events, clock)
+    directory = DirectoryService(
+        server_name=server_name,
+        rooms=rooms,
+        state=state_reader,
+        clock=clock,
+        remote=remote_directory,
+    )
+    creation = RoomCreationService(
+        server_name=server_name,
+        default_room_version=config.limits.default_room_version,
+        pipeline=pipeline,
+        builder=builder,
+        aliases=rooms,
+        known_rooms=rooms,
+        profiles=profiles,
+        clock=clock,
+    )
+    messages = RoomMessageService(sender=sender, directory=directory, events=events)
+    membership = MembershipService(
+        server_name=server_name,
+        sender=sender,
+        rooms=rooms,
+        state=state_reader,
+        directory=directory,
+        profiles=profiles,
+        remote=remote,
+    )
+    reading = RoomReadService(
+        events=events,
+        rooms=rooms,
+        state=state_reader,
+        visibility=visibility,
+        serializer=serializer,
+        backfill=backfill,
+    )
+    if hooks is not None:
+        hooks.profile_change.append(membership)
+        hooks.deactivation.append(membership)
+    endpoints = [
+        *RoomsResource(creation, messages).endpoints(),
+        *MembershipResource(membership).endpoints(),
+        *DirectoryResource(server_name, directory, messages, visibility).endpoints(),
+        *ReadingResource(reading).endpoints(),
+    ]
+    return Rooms(
+        events=events,
+        state=state,
+        rooms=rooms,
+        pipeline=pipeline,
+        sender=sender,
+        state_reader=state_reader,
+        visibility=visibility,
+        serializer=serializer,
+        creation=creation,
+        messages=messages,
+        membership=membership,
+        directory=directory,
+        reading=reading,
+        endpoints=endpoints,
+    )

@@ -1,0 +1,259 @@
+"""Outbound room traffic: locally created events and EDUs, routed through the federation
+sender's persisted per-destination queues (spec: S-S API > Transactions; PDUs; EDUs).
+
+* `RoomPduForwarder` is a `RoomEventNotifier` (the ingest pipeline's notify seam): every
+  accepted event created on this server is queued to every *other* server with a joined
+  member in the room, plus, for membership events, the target user's server (so a kicked,
+  banned or uninvited user's server learns about it). The notifier is synchronous and
+  must not block; the forwarder hands events to one supervised worker that computes the
+  destinations and enqueues them in order.
+* Events already delivered to the room by a `send_join`/`send_leave`/`send_knock` (the
+  resident server broadcasts those) are skipped: `skip_once(event_id)`.
+* `FederationEduSender` builds the EDUs: typing, receipts, presence (to servers sharing a
+  room with the user), to-device messages for remote users, device-list updates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Collection, Iterable, Mapping
+from typing import Any, Protocol
+
+from ranvier.core.events.event import Event
+from ranvier.core.ids import InvalidIdentifierError, domain_of
+from ranvier.util.supervisor import TaskSupervisor
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "FederationEduSender",
+    "OutboundQueue",
+    "RoomPduForwarder",
+    "RoomServers",
+]
+
+JsonDict = dict[str, Any]
+
+
+class OutboundQueue(Protocol):
+    """The federation sender (workers/federation_sender.py)."""
+
+    async def enqueue_pdu(self, destinations: Iterable[str], event: Event) -> None: ...
+
+    async def enqueue_edu(
+        self, destination: str, edu_type: str, content: Mapping[str, Any]
+    ) -> None: ...
+
+
+class JoinedMembers(Protocol):
+    async def get_joined_user_ids(self, room_id: str) -> list[str]: ...
+
+
+class UserRooms(Protocol):
+    async def get_joined_room_ids(self, user_id: str) -> set[str]: ...
+
+
+def _domain(user_id: str) -> str | None:
+    try:
+        return domain_of(user_id)
+    except InvalidIdentifierError:
+        return None
+
+
+class RoomServers:
+    """Which servers are in a room: those with a joined member in its current state."""
+
+    def __init__(self, server_name: str, members: JoinedMembers) -> None:
+        self._server_name = server_name
+        self._members = members
+
+    async def get_joined_servers(self, room_id: str) -> set[str]:
+        servers = {_domain(u) for u in await self._members.get_joined_user_ids(room_id)}
+        return {s for s in servers if s is not None}
+
+    async def get_other_servers(self, room_id: str) -> set[str]:
+        return await self.get_joined_servers(room_id) - {self._server_name}
+
+    async def get_destinations_for_event(self, event: Event) -> set[str]:
+        servers = await self.get_joined_servers(event.room_id)
+        if event.type == "m.room.member" and event.state_key:
+            target = _domain(event.state_key)
+            if target is not None:
+                servers.add(target)
+        servers.discard(self._server_name)
+        return servers
+
+
+class RoomPduForwarder:
+    """Queues locally created events to the other servers in their room."""
+
+    def __init__(
+        self,
+        server_name: str,
+        servers: RoomServers,
+        queue: OutboundQueue,
+        supervisor: TaskSupervisor,
+    ) -> None:
+        self._server_name = server_name
+        self._servers = servers
+        self._queue = queue
+        self._supervisor = supervisor
+        self._pending: asyncio.Queue[Event] = asyncio.Queue()
+        self._worker: asyncio.Task[None] | None = None
+        self._skip: set[str] = set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def skip_once(self, event_id: str) -> None:
+        """The next notification of `event_id` is not forwarded (already delivered)."""
+        self._skip.add(event_id)
+
+    def on_new_event(
+        self, event: Event, stream_ordering: int, *, extra_users: Iterable[str] = ()
+    ) -> None:
+        if event.event_id in self._skip:
+            self._skip.discard(event.event_id)
+            return
+        if _domain(event.sender) != self._server_name:
+            return
+        self._pending.put_nowait(event)
+        self._idle.clear()
+        if self._worker is None or self._worker.done():
+            self._worker = self._supervisor.start(
+                "federation-pdu-forwarder", self._drain()
+            )
+
+    async def wait_idle(self) -> None:
+        """Until every notified event has been handed to the sender (tests, shutdown)."""
+        await self._idle.wait()
+
+    async def _drain(self) -> None:
+        while not self._pending.empty():
+            event = self._pending.get_nowait()
+            try:
+                destinations = await self._servers.get_destinations_for_event(event)
+                if destinations:
+                    await self._queue.enqueue_pdu(destinations, event)
+            except Exception:
+                logger.exception("could not queue %s for federation", event.event_id)
+        self._idle.set()
+
+
+class FederationEduSender:
+    """EDUs to other servers, through the sender's queues."""
+
+    def __init__(
+        self,
+        server_name: str,
+        servers: RoomServers,
+        user_rooms: UserRooms,
+        queue: OutboundQueue,
+    ) -> None:
+        self._server_name = server_name
+        self._servers = servers
+        self._user_rooms = user_rooms
+        self._queue = queue
+
+    def _is_local(self, user_id: str) -> bool:
+        return _domain(user_id) == self._server_name
+
+    async def _servers_sharing_rooms(self, user_id: str) -> set[str]:
+        out: set[str] = set()
+        for room_id in await self._user_rooms.get_joined_room_ids(user_id):
+            out |= await self._servers.get_other_servers(room_id)
+        return out
+
+    async def send_typing(self, room_id: str, user_id: str, typing: bool) -> None:
+        """`m.typing` to the room's other servers (spec: S-S API > Typing Notifications)."""
+        if not self._is_local(user_id):
+            return
+        content = {"room_id": room_id, "user_id": user_id, "typing": typing}
+        for destination in sorted(await self._servers.get_other_servers(room_id)):
+            await self._queue.enqueue_edu(destination, "m.typing", content)
+
+    async def send_receipt(
+        self,
+        room_id: str,
+        receipt_type: str,
+        user_id: str,
+        event_ids: Collection[str],
+        data: Mapping[str, Any],
+    ) -> None:
+        """`m.receipt` (public receipts only; `m.read.private` never leaves the server)."""
+        if not self._is_local(user_id) or receipt_type == "m.read.private":
+            return
+        content = {
+            room_id: {
+                receipt_type: {
+                    user_id: {"event_ids": list(event_ids), "data": dict(data)}
+                }
+            }
+        }
+        for destination in sorted(await self._servers.get_other_servers(room_id)):
+            await self._queue.enqueue_edu(destination, "m.receipt", content)
+
+    async def send_presence(self, user_id: str, presence: Mapping[str, Any]) -> None:
+        """`m.presence` to every server sharing a room with the user. `presence` holds
+        `presence` and optionally `status_msg`, `last_active_ago`, `currently_active`."""
+        if not self._is_local(user_id):
+            return
+        content = {"push": [{**presence, "user_id": user_id}]}
+        for destination in sorted(await self._servers_sharing_rooms(user_id)):
+            await self._queue.enqueue_edu(destination, "m.presence", content)
+
+    async def send_to_device(
+        self,
+        sender: str,
+        event_type: str,
+        message_id: str,
+        messages: Mapping[str, Mapping[str, Any]],
+    ) -> None:
+        """`m.direct_to_device`: `messages` maps remote user IDs to {device_id: content};
+        one EDU per destination server."""
+        by_server: dict[str, JsonDict] = {}
+        for user_id, per_device in messages.items():
+            server = _domain(user_id)
+            if server is None or server == self._server_name:
+                continue
+            by_server.setdefault(server, {})[user_id] = dict(per_device)
+        for destination, user_messages in sorted(by_server.items()):
+            await self._queue.enqueue_edu(
+                destination,
+                "m.direct_to_device",
+                {
+                    "sender": sender,
+                    "type": event_type,
+                    "message_id": message_id,
+                    "messages": user_messages,
+                },
+            )
+
+    async def send_device_list_update(
+        self,
+        user_id: str,
+        device_id: str,
+        stream_id: int,
+        prev_ids: Collection[int],
+        *,
+        deleted: bool = False,
+        display_name: str | None = None,
+        keys: Mapping[str, Any] | None = None,
+    ) -> None:
+        """`m.device_list_update` to every server sharing a room with the user (spec:
+        S-S API > Device Management)."""
+        if not self._is_local(user_id):
+            return
+        content: JsonDict = {
+            "user_id": user_id,
+            "device_id": device_id,
+            "stream_id": stream_id,
+            "prev_id": sorted(prev_ids),
+            "deleted": deleted,
+        }
+        if display_name is not None:
+            content["device_display_name"] = display_name
+        if keys is not None:
+            content["keys"] = dict(keys)
+        for destination in sorted(await self._servers_sharing_rooms(user_id)):
+            await self._queue.enqueue_edu(destination, "m.device_list_update", content)

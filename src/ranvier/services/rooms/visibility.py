@@ -1,0 +1,122 @@
+"""Who may read a room, and which of its events: the one place read paths (and sync) ask.
+
+* `check_can_read(room_id, user_id)` decides room-level access (spec: C-S API > History
+  visibility; Guest access; Room previews): joined members read; users who left read up
+  to their leave; anyone may peek into a `world_readable` room; everyone else (including
+  for rooms that do not exist, so invisible rooms stay invisible) gets 403.
+* `filter_events_for_user(user_id, events, is_peeking)` applies the per-event history
+  visibility rule (`core.visibility.is_event_visible`) using the state *at* each event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ranvier.core.errors import forbidden
+from ranvier.core.visibility import (
+    WORLD_READABLE,
+    history_visibility_of,
+    is_event_visible,
+)
+from ranvier.storage.stores.event_rows import StoredEvent
+from ranvier.storage.stores.events import EventStore
+from ranvier.storage.stores.rooms import RoomStore
+from ranvier.storage.stores.state import StateStore
+
+__all__ = ["EventVisibility", "ReadAccess"]
+
+HISTORY_KEY = ("m.room.history_visibility", "")
+
+
+@dataclass(frozen=True, slots=True)
+class ReadAccess:
+    # The reader's current membership (None: never had one).
+    membership: str | None
+    # Reading without being, or having been, joined: `shared` history is hidden.
+    is_peeking: bool
+    # Users who left read only up to their leave event's stream position.
+    max_stream: int | None = None
+
+
+class EventVisibility:
+    def __init__(
+        self, *, rooms: RoomStore, state: StateStore, events: EventStore
+    ) -> None:
+        self._rooms = rooms
+        self._state = state
+        self._events = events
+
+    async def is_world_readable(self, room_id: str) -> bool:
+        ids = await self._state.get_current_state_event_ids(room_id, [HISTORY_KEY])
+        if HISTORY_KEY not in ids:
+            return False
+        event = await self._events.get_event(ids[HISTORY_KEY])
+        return event is not None and (
+            history_visibility_of(event.event.content) == WORLD_READABLE
+        )
+
+    async def check_can_read(self, room_id: str, user_id: str) -> ReadAccess:
+        """Room-level read access, or 403 M_FORBIDDEN."""
+        membership = await self._rooms.get_membership(room_id, user_id)
+        if membership is not None and membership.membership == "join":
+            return ReadAccess("join", False)
+        if membership is not None and membership.membership in ("leave", "ban"):
+            joined_before = await self._rooms.has_ever_joined(room_id, user_id)
+            if joined_before:
+                return ReadAccess(
+                    membership.membership, False, membership.stream_ordering
+                )
+        if await self.is_world_readable(room_id):
+            return ReadAccess(membership.membership if membership else None, True)
+        raise forbidden(
+            "You aren't a member of the room and weren't previously a member of the room."
+        )
+
+    async def filter_events_for_user(
+        self, user_id: str, events: Sequence[StoredEvent], *, is_peeking: bool
+    ) -> list[StoredEvent]:
+        """Those of `events` that `user_id` may see, in the same order."""
+        servable = [e for e in events if e.is_servable]
+        if not servable:
+            return []
+        groups = await self._state.get_state_groups_for_events(
+            [e.event_id for e in servable]
+        )
+        member_key = ("m.room.member", user_id)
+        wanted: dict[str, tuple[str | None, str | None]] = {}
+        for stored in servable:
+            g = groups.get(stored.event_id)
+            group = (
+                await self._state.get_state_group(g.after) if g is not None else None
+            )
+            state = group.state if group is not None else {}
+            wanted[stored.event_id] = (state.get(HISTORY_KEY), state.get(member_key))
+        lookups = {x for pair in wanted.values() for x in pair if x is not None}
+        lookups |= {e.replaces_state for e in servable if e.replaces_state is not None}
+        loaded = await self._events.get_events(lookups)
+        out: list[StoredEvent] = []
+        for stored in servable:
+            hv_id, member_id = wanted[stored.event_id]
+            hv = loaded.get(hv_id) if hv_id is not None else None
+            member = loaded.get(member_id) if member_id is not None else None
+            replaced = (
+                loaded.get(stored.replaces_state)
+                if stored.replaces_state is not None
+                else None
+            )
+            ev = stored.event
+            if is_event_visible(
+                user_id=user_id,
+                event_type=ev.type,
+                state_key=ev.state_key,
+                content=ev.content,
+                prev_content=replaced.event.content if replaced is not None else None,
+                history_visibility=history_visibility_of(
+                    hv.event.content if hv else None
+                ),
+                membership=member.event.membership if member is not None else None,
+                is_peeking=is_peeking,
+            ):
+                out.append(stored)
+        return out
