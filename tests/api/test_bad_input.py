@@ -4,6 +4,7 @@ accepted and then broke later requests. Each asserts the spec's error instead.""
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 from pathlib import Path
 from typing import Any
@@ -235,3 +236,24 @@ async def test_invalid_server_names_are_bad_params(tmp_path: Path) -> None:
             "POST", "/join/!room:other.example?via=a:b:c", {}
         )
         assert (status, out["errcode"]) == (400, "M_INVALID_PARAM"), out
+
+
+async def test_malformed_http_is_logged_without_traceback(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # aiohttp's parser refuses a NUL in a header with 400, then logged a traceback.
+    async with rooms_server(tmp_path) as (hs, _):
+        host, port = hs.base_url.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(
+            b"GET /_matrix/client/versions HTTP/1.1\r\nHost: x\r\nX-Probe: \x00\r\n\r\n"
+        )
+        await writer.drain()
+        status_line = await reader.readline()
+        writer.close()
+        await writer.wait_closed()
+        assert status_line.split()[1] == b"400", status_line
+    parser_records = [r for r in caplog.records if r.name == "aiohttp.server"]
+    assert parser_records
+    assert all(r.exc_info is None for r in parser_records)
+    assert all(r.levelno < logging.WARNING for r in parser_records)

@@ -8,6 +8,7 @@ of the resources a listener serves.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from ranvier.api.keys.server import ServerKeyResource
 from ranvier.app.accounts import build_accounts
 from ranvier.app.federation import Federation, build_federation
 from ranvier.app.federation_rooms import build_federation_rooms
+from ranvier.app.media import Media, build_media
 from ranvier.app.room_federation import FederationSeam, build_room_federation
 from ranvier.app.rooms import build_rooms, random_opaque_id
 from ranvier.app.sync import RoomsReadSide, build_notifier, build_sync
@@ -46,6 +48,17 @@ class Homeserver:
     authenticator: Authenticator | None
     resources: dict[str, list[Endpoint]] = field(default_factory=dict)
     federation: Federation | None = None
+    media: Media | None = None
+    # Run first on shutdown, before listeners drain: e.g. answer waiting long-polls now
+    # so in-flight requests finish within the grace period instead of timing out.
+    shutdown_callbacks: list[Callable[[], None]] = field(default_factory=list)
+
+    def begin_shutdown(self) -> None:
+        for callback in self.shutdown_callbacks:
+            try:
+                callback()
+            except Exception:
+                logger.exception("shutdown callback failed")
 
     def endpoints_for(self, resources: list[str]) -> list[Endpoint]:
         eps: list[Endpoint] = [*health.endpoints()]
@@ -62,6 +75,8 @@ class Homeserver:
         await self.supervisor.shutdown()
         if self.federation is not None:
             await self.federation.stop()
+        if self.media is not None:
+            await self.media.close()
         await self.db.close()
 
 
@@ -147,6 +162,7 @@ async def build_homeserver(
         # --- end accounts ------------------------------------------------------------
         # --- rooms (issue #5): events, ingest pipeline, rooms, membership, directory --
         notifier = build_notifier(clock)
+        hs.shutdown_callbacks.append(notifier.close)
         rooms = await build_rooms(
             config,
             db,
@@ -224,6 +240,19 @@ async def build_homeserver(
         )
         hs.resources["federation"].extend(federation_rooms.endpoints)
         # --- end federation rooms, inbound -----------------------------------------------
+        # --- media repository: uploads, downloads, thumbnails, remote media, previews --
+        hs.media = build_media(
+            config,
+            db,
+            clock,
+            hs.supervisor,
+            federation_client=hs.federation.client,
+            random_id=random_opaque_id,
+        )
+        hs.resources["client"].extend(hs.media.client_endpoints)
+        hs.resources["media"].extend(hs.media.media_endpoints)
+        hs.resources["federation"].extend(hs.media.federation_endpoints)
+        # --- end media repository --------------------------------------------------------
         return hs
     except BaseException:
         await db.close()

@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from ranvier.api.http import build_http_app
 from ranvier.app.homeserver import Homeserver, build_homeserver
@@ -40,6 +41,7 @@ class RunningServer:
         raise KeyError(listener_index)
 
     async def stop(self) -> None:
+        self.homeserver.begin_shutdown()
         for runner in self.runners:
             await runner.cleanup()
         await self.homeserver.stop()
@@ -55,9 +57,33 @@ def _ssl_context(listener: ListenerConfig) -> ssl.SSLContext | None:
     return ctx
 
 
+class MalformedRequestFilter(logging.Filter):
+    """aiohttp logs every request its parser refuses (a NUL in a header, a bad request
+    line) with a full traceback, though the client already got its 400: keep one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError) and exc.code < 500:
+            first_line = (exc.message or "").splitlines()[:1]
+            message = record.getMessage()
+            record.msg = "%s: %s"
+            record.args = (message, " ".join(first_line))
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def _install_log_filters() -> None:
+    server_logger = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, MalformedRequestFilter) for f in server_logger.filters):
+        server_logger.addFilter(MalformedRequestFilter())
+
+
 async def start_server(
     config: HomeserverConfig, *, clock: Clock | None = None
 ) -> RunningServer:
+    _install_log_filters()
     hs = await build_homeserver(config, clock=clock)
     running = RunningServer(hs)
     try:

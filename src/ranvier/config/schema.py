@@ -107,10 +107,11 @@ def setting_of(fld: Any) -> Setting:
 # (`"federation" in listener.resources`), and mypy still checks every value.
 
 # What a listener serves:
-#   client      /_matrix/client, /.well-known/matrix/client
-#   federation  /_matrix/federation, /.well-known/matrix/server
+#   client      /_matrix/client (incl. authenticated media, /_matrix/client/v1/media),
+#               /.well-known/matrix/client
+#   federation  /_matrix/federation (incl. media), /.well-known/matrix/server
 #   keys        /_matrix/key (server signing keys; needed by federation)
-#   media       /_matrix/media and authenticated /_matrix/client/v1/media
+#   media       /_matrix/media (uploads, legacy downloads)
 #   admin       the admin API
 #   metrics     /metrics (Prometheus)
 Resource = Literal["client", "federation", "keys", "media", "admin", "metrics"]
@@ -424,6 +425,14 @@ class MediaConfig:
         "Largest accepted upload: bytes, or a size with a K, M, G suffix (powers of 1024).",
         v.size(1),
         dump=v.format_size,
+    )
+    remote_media_lifetime: int = setting(
+        90 * 24 * 3600,
+        "Delete cached copies of other servers' media nobody has read for this long; "
+        "they are fetched again when next asked for. Seconds, or a duration such as "
+        "'30d'.",
+        v.duration(3600),
+        dump=v.format_duration,
     )
     url_preview: UrlPreviewConfig = section(
         UrlPreviewConfig,

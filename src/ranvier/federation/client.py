@@ -155,6 +155,51 @@ class FederationClient:
                 destination, "response is not JSON", status=status
             ) from None
 
+    async def get_raw(
+        self,
+        destination: str,
+        path: str,
+        *,
+        args: QueryArgs | None = None,
+        sign: bool = True,
+        request_timeout: float | None = None,
+        max_response_bytes: int | None = None,
+    ) -> TransportResponse:
+        """A GET whose answer is not JSON (media downloads): the raw 2xx response with
+        its headers. Same signing, backoff and failure accounting as `request_json`;
+        non-2xx answers raise `FederationError` carrying the status and errcode."""
+        if destination == self.server_name:
+            raise FederationError(
+                destination, "refusing to send a request to ourselves"
+            )
+        if self._retry.is_backing_off(destination):
+            raise NotRetryingDestination(destination, self._retry.retry_at(destination))
+        uri = path + _encode_query(args)
+        headers: dict[str, str] = {}
+        if sign:
+            headers["Authorization"] = sign_request(
+                self._signing_key, self.server_name, destination, "GET", uri, None
+            )
+        try:
+            response = await self._transport.request(
+                destination,
+                "GET",
+                uri,
+                headers=headers,
+                body=None,
+                request_timeout=request_timeout or self._timeout,
+                max_response_bytes=max_response_bytes or self._max_response_bytes,
+            )
+        except TransportError as e:
+            await self._retry.record_failure(destination)
+            raise FederationError(destination, str(e)) from None
+        if 200 <= response.status < 300:
+            await self._retry.record_success(destination)
+            return response
+        # Raises the same FederationError a JSON request would.
+        await self._handle_response(destination, "GET", path, response)
+        raise FederationError(destination, "unexpected response", status=response.status)
+
     async def get_json(
         self, destination: str, path: str, *, args: QueryArgs | None = None, **kw: Any
     ) -> Any:

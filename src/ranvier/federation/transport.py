@@ -57,6 +57,13 @@ class TransportResponse:
     status: int
     body: bytes
     content_type: str | None = None
+    # Response headers with lower-cased names (media needs the multipart boundary,
+    # `Content-Disposition` and `Location`); None from transports that do not keep them.
+    headers: Mapping[str, str] | None = None
+
+
+def response_headers(response: aiohttp.ClientResponse) -> dict[str, str]:
+    return {k.lower(): v for k, v in response.headers.items()}
 
 
 class FederationTransport(Protocol):
@@ -304,7 +311,9 @@ class HttpTransport:
             allow_redirects=False,
         ) as resp:
             data = await read_capped(resp, max_response_bytes)
-            return TransportResponse(resp.status, data, resp.content_type)
+            return TransportResponse(
+                resp.status, data, resp.content_type, response_headers(resp)
+            )
 
     async def close(self) -> None:
         await self._session.close()
@@ -356,7 +365,9 @@ class InProcessTransport:
                 ) as resp,
             ):
                 data = await read_capped(resp, max_response_bytes)
-                return TransportResponse(resp.status, data, resp.content_type)
+                return TransportResponse(
+                    resp.status, data, resp.content_type, response_headers(resp)
+                )
         except (aiohttp.ClientError, OSError, TimeoutError) as e:
             raise TransportError(f"{type(e).__name__}: {e}") from None
 

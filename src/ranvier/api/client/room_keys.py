@@ -1,0 +1,160 @@
+"""Server-side key backup.
+
+    POST   /_matrix/client/v3/room_keys/version
+    GET    /_matrix/client/v3/room_keys/version
+    GET    /_matrix/client/v3/room_keys/version/{version}
+    PUT    /_matrix/client/v3/room_keys/version/{version}
+    DELETE /_matrix/client/v3/room_keys/version/{version}
+    GET    /_matrix/client/v3/room_keys/keys?version=…
+    PUT    /_matrix/client/v3/room_keys/keys?version=…
+    DELETE /_matrix/client/v3/room_keys/keys?version=…
+    GET    /_matrix/client/v3/room_keys/keys/{roomId}?version=…
+    PUT    /_matrix/client/v3/room_keys/keys/{roomId}?version=…
+    DELETE /_matrix/client/v3/room_keys/keys/{roomId}?version=…
+    GET    /_matrix/client/v3/room_keys/keys/{roomId}/{sessionId}?version=…
+    PUT    /_matrix/client/v3/room_keys/keys/{roomId}/{sessionId}?version=…
+    DELETE /_matrix/client/v3/room_keys/keys/{roomId}/{sessionId}?version=…
+
+Spec: C-S API > End-to-End Encryption > Server-side key backups.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ranvier.api.http import AuthMode, Endpoint, MatrixRequest, client_paths
+from ranvier.core.errors import missing_param
+from ranvier.services.e2e.backup import (
+    KeyBackupService,
+    parse_room_keys,
+    parse_sessions,
+)
+
+__all__ = ["RoomKeysResource"]
+
+JsonDict = dict[str, Any]
+
+
+def _version_param(req: MatrixRequest) -> str:
+    version = req.query.get("version")
+    if not version:
+        raise missing_param("Missing 'version'.")
+    return version
+
+
+class RoomKeysResource:
+    def __init__(self, backup: KeyBackupService) -> None:
+        self._backup = backup
+
+    # -- versions ----------------------------------------------------------------------------
+    async def create_version(self, req: MatrixRequest) -> JsonDict:
+        body = await req.json()
+        auth_data = body.get_dict("auth_data")
+        if auth_data is None:
+            raise missing_param("Missing 'auth_data'.")
+        version = await self._backup.create_version(
+            req.user.user_id, body.require_str("algorithm"), auth_data
+        )
+        return {"version": version}
+
+    async def get_current_version(self, req: MatrixRequest) -> JsonDict:
+        return await self._backup.get_version(req.user.user_id, None)
+
+    async def get_version(self, req: MatrixRequest) -> JsonDict:
+        return await self._backup.get_version(
+            req.user.user_id, req.path_param("version")
+        )
+
+    async def put_version(self, req: MatrixRequest) -> JsonDict:
+        body = await req.json()
+        auth_data = body.get_dict("auth_data")
+        if auth_data is None:
+            raise missing_param("Missing 'auth_data'.")
+        await self._backup.update_version(
+            req.user.user_id,
+            req.path_param("version"),
+            algorithm=body.require_str("algorithm"),
+            auth_data=auth_data,
+            body_version=body.get_str("version"),
+        )
+        return {}
+
+    async def delete_version(self, req: MatrixRequest) -> JsonDict:
+        await self._backup.delete_version(req.user.user_id, req.path_param("version"))
+        return {}
+
+    # -- keys --------------------------------------------------------------------------------
+    async def get_keys(self, req: MatrixRequest) -> JsonDict:
+        return await self._backup.get_all_keys(req.user.user_id, _version_param(req))
+
+    async def put_keys(self, req: MatrixRequest) -> JsonDict:
+        version = _version_param(req)
+        body = await req.json()
+        keys = parse_room_keys(body.get_dict("rooms") or {})
+        return await self._backup.put_keys(req.user.user_id, version, keys)
+
+    async def delete_keys(self, req: MatrixRequest) -> JsonDict:
+        return await self._backup.delete_keys(req.user.user_id, _version_param(req))
+
+    async def get_room(self, req: MatrixRequest) -> JsonDict:
+        return await self._backup.get_room_keys(
+            req.user.user_id, _version_param(req), req.path_param("roomId")
+        )
+
+    async def put_room(self, req: MatrixRequest) -> JsonDict:
+        version = _version_param(req)
+        body = await req.json()
+        keys = parse_sessions(req.path_param("roomId"), body.get_dict("sessions") or {})
+        return await self._backup.put_keys(req.user.user_id, version, keys)
+
+    async def delete_room(self, req: MatrixRequest) -> JsonDict:
+        return await self._backup.delete_keys(
+            req.user.user_id, _version_param(req), req.path_param("roomId")
+        )
+
+    async def get_session(self, req: MatrixRequest) -> JsonDict:
+        return await self._backup.get_session_key(
+            req.user.user_id,
+            _version_param(req),
+            req.path_param("roomId"),
+            req.path_param("sessionId"),
+        )
+
+    async def put_session(self, req: MatrixRequest) -> JsonDict:
+        version = _version_param(req)
+        body = await req.json()
+        room_id = req.path_param("roomId")
+        keys = parse_sessions(room_id, {req.path_param("sessionId"): body.raw})
+        return await self._backup.put_keys(req.user.user_id, version, keys)
+
+    async def delete_session(self, req: MatrixRequest) -> JsonDict:
+        return await self._backup.delete_keys(
+            req.user.user_id,
+            _version_param(req),
+            req.path_param("roomId"),
+            req.path_param("sessionId"),
+        )
+
+    def endpoints(self) -> list[Endpoint]:
+        version = client_paths("/room_keys/version")
+        one_version = client_paths("/room_keys/version/{version}")
+        keys = client_paths("/room_keys/keys")
+        room = client_paths("/room_keys/keys/{roomId}")
+        session = client_paths("/room_keys/keys/{roomId}/{sessionId}")
+        user = AuthMode.USER
+        return [
+            Endpoint("POST", version, self.create_version, auth=user),
+            Endpoint("GET", version, self.get_current_version, auth=user),
+            Endpoint("GET", one_version, self.get_version, auth=user),
+            Endpoint("PUT", one_version, self.put_version, auth=user),
+            Endpoint("DELETE", one_version, self.delete_version, auth=user),
+            Endpoint("GET", keys, self.get_keys, auth=user),
+            Endpoint("PUT", keys, self.put_keys, auth=user),
+            Endpoint("DELETE", keys, self.delete_keys, auth=user),
+            Endpoint("GET", room, self.get_room, auth=user),
+            Endpoint("PUT", room, self.put_room, auth=user),
+            Endpoint("DELETE", room, self.delete_room, auth=user),
+            Endpoint("GET", session, self.get_session, auth=user),
+            Endpoint("PUT", session, self.put_session, auth=user),
+            Endpoint("DELETE", session, self.delete_session, auth=user),
+        ]
