@@ -250,3 +250,14 @@ def test_canonical_json_strictness(rv: RoomVersion) -> None:
 def test_invalid_strings_rejected() -> None:
     with pytest.raises(EventFormatError, match="not canonical JSON"):
         validate_pdu(make_pdu(V["11"], content={"body": "\ud800"}), V["11"])
+
+
+@pytest.mark.parametrize("key", ["type", "state_key", "sender"])
+def test_nul_in_indexed_keys_rejected(key: str) -> None:
+    rv = KNOWN_ROOM_VERSIONS["10"]
+    value = {"sender": "@al\x00ice:example.org"}.get(key, "a\x00b")
+    fields = {"state_key": "", key: value}
+    with pytest.raises(EventFormatError, match="NUL"):
+        validate_pdu(make_pdu(rv, **fields), rv)
+    # NUL inside content is legal JSON and stored escaped, so it is accepted.
+    validate_pdu(make_pdu(rv, content={"body": "a\x00b"}), rv)

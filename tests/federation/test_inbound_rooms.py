@@ -311,3 +311,36 @@ async def test_to_device_edu_reaches_local_device(setup: Setup) -> None:
     assert events == [
         {"type": "m.room_key_request", "sender": BOB, "content": {"hello": "world"}}
     ]
+
+
+async def test_malformed_edus_are_dropped_not_stored(setup: Setup) -> None:
+    """NUL characters and over-deep nesting can't be stored on both engines or sent back
+    out; such EDUs are dropped while the rest of the transaction is handled."""
+    s = setup
+    first = await s.alice.sync()
+    deep: Any = {"x": 1}
+    for _ in range(200):
+        deep = {"d": deep}
+
+    def to_device(message_id: str, content: Any) -> dict[str, Any]:
+        return {
+            "edu_type": "m.direct_to_device",
+            "content": {
+                "sender": BOB,
+                "type": "m.test",
+                "message_id": message_id,
+                "messages": {s.alice.user_id: {"*": content}},
+            },
+        }
+
+    edus = [
+        to_device("nul", {"body": "a\x00b"}),
+        to_device("deep", deep),
+        to_device("ok", {"body": "fine"}),
+    ]
+    status, out = await s.remote.send_transaction(s.hs1, [], edus)
+    assert status == 200, out
+    later = await s.alice.sync(first["next_batch"])
+    assert later["to_device"]["events"] == [
+        {"type": "m.test", "sender": BOB, "content": {"body": "fine"}}
+    ]

@@ -22,6 +22,7 @@ from ranvier.config.schema import (
     HomeserverConfig,
     ListenerConfig,
     MediaConfig,
+    RegistrationConfig,
     Setting,
     setting_of,
 )
@@ -58,8 +59,8 @@ def sample_config(
     """The config `generate_config` writes, as an object (`ranvier init` defaults)."""
     data = Path(data_dir)
     host = split_server_name(server_name)[0]
+    local = host in _LOCAL_HOSTS or host.endswith(".localhost")
     if public_baseurl is None:
-        local = host in _LOCAL_HOSTS or host.endswith(".localhost")
         # A local name has no certificate and no proxy yet: point clients straight at the
         # listener. Port 0 (tests) is picked at start-up, so it cannot appear in the URL.
         authority = f"{host}:{port}" if port else host
@@ -73,6 +74,14 @@ def sample_config(
         database=DatabaseConfig(path=data / "homeserver.db"),
         media=MediaConfig(store_path=data / "media"),
         email=EmailConfig(notif_from=f"Ranvier <noreply@{host}>"),
+        # A localhost server listens on loopback only, so open sign-up is safe there and
+        # lets a newcomer register from Element right after `make run`. Public names keep
+        # the closed default: open registration attracts spam accounts.
+        registration=(
+            RegistrationConfig(enabled=True, require_token=False)
+            if local
+            else RegistrationConfig()
+        ),
     )
 
 

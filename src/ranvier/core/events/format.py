@@ -191,6 +191,10 @@ def _check_key_sizes(pdu: Mapping[str, Any], room_version: RoomVersion) -> None:
         value = pdu.get(key)
         if not isinstance(value, str):
             continue
+        # These keys become database index columns; U+0000 cannot be stored there
+        # (PostgreSQL text) and no legitimate identifier or type contains it.
+        if "\x00" in value:
+            raise EventFormatError(f"'{key}' contains a NUL character")
         if len(value) > MAX_KEY_BYTES:
             raise EventSizeError(f"'{key}' is longer than {MAX_KEY_BYTES} characters")
         if len(value.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:

@@ -10,8 +10,10 @@ for the whole transaction. Each kind is handed to the service that owns it:
 * `m.presence` -> presence service (`set_remote_presence`);
 * `m.direct_to_device` -> to-device inboxes of local devices (idempotent per
   `message_id`);
-* `m.device_list_update`, `m.signing_key_update` -> the device-lists stream, so local
-  users sharing a room with that user re-query their keys.
+* `m.device_list_update`, `m.signing_key_update` -> the remote device-key cache (when
+  an E2E `DeviceKeyUpdates` target is wired; it also moves the device-lists stream),
+  else just the device-lists stream, so local users sharing a room with that user
+  re-query their keys.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any, Final, Protocol
 
 from ranvier.core.errors import MatrixError
 from ranvier.core.ids import InvalidIdentifierError, domain_of
+from ranvier.core.json import contains_nul, exceeds_nesting
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +80,14 @@ class DeviceListTarget(Protocol):
     async def notify_device_change(self, user_ids: Collection[str]) -> None: ...
 
 
+class DeviceKeyUpdates(Protocol):
+    """The E2E remote key cache: applies the EDU and moves the device-lists stream."""
+
+    async def on_device_list_update(self, origin: str, content: JsonDict) -> None: ...
+
+    async def on_signing_key_update(self, origin: str, content: JsonDict) -> None: ...
+
+
 class AclCheck(Protocol):
     async def is_server_allowed(self, room_id: str, server_name: str) -> bool: ...
 
@@ -106,8 +117,10 @@ class EduHandler:
         device_lists: DeviceListTarget,
         acl: AclCheck,
         rooms: SharedRooms,
+        device_keys: DeviceKeyUpdates | None = None,
     ) -> None:
         self._server_name = server_name
+        self._device_keys = device_keys
         self._typing = typing
         self._receipts = receipts
         self._presence = presence
@@ -124,11 +137,16 @@ class EduHandler:
             "m.presence": self._on_presence,
             "m.direct_to_device": self._on_to_device,
             "m.device_list_update": self._on_device_list,
-            "m.signing_key_update": self._on_device_list,
+            "m.signing_key_update": self._on_signing_key,
         }
         handler = handlers.get(edu_type)
         if handler is None:
             logger.debug("ignoring EDU %s from %s", edu_type, origin)
+            return
+        # Same limits the client API enforces: values we store must be storable on both
+        # engines and re-encodable (orjson writes at most 254 levels).
+        if contains_nul(content) or exceeds_nesting(content):
+            logger.info("dropping malformed %s EDU from %s", edu_type, origin)
             return
         try:
             await handler(origin, content)
@@ -228,11 +246,25 @@ class EduHandler:
                 sender, f"federation:{origin}", event_type, message_id, local
             )
 
-    async def _on_device_list(self, origin: str, content: JsonDict) -> None:
+    async def _shared_remote_user(self, origin: str, content: JsonDict) -> bool:
         user_id = content.get("user_id")
         if not _owned_by(user_id, origin) or not isinstance(user_id, str):
-            return
+            return False
         # Only users sharing a room with ours matter to our clients.
-        if not await self._rooms.get_joined_room_ids(user_id):
+        return bool(await self._rooms.get_joined_room_ids(user_id))
+
+    async def _on_device_list(self, origin: str, content: JsonDict) -> None:
+        if not await self._shared_remote_user(origin, content):
             return
-        await self._device_lists.notify_device_change([user_id])
+        if self._device_keys is not None:
+            await self._device_keys.on_device_list_update(origin, content)
+        else:
+            await self._device_lists.notify_device_change([content["user_id"]])
+
+    async def _on_signing_key(self, origin: str, content: JsonDict) -> None:
+        if not await self._shared_remote_user(origin, content):
+            return
+        if self._device_keys is not None:
+            await self._device_keys.on_signing_key_update(origin, content)
+        else:
+            await self._device_lists.notify_device_change([content["user_id"]])
