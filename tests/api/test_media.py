@@ -10,8 +10,8 @@ from pathlib import Path
 import aiohttp
 
 from ranvier.app.homeserver import Homeserver
-from tests.helpers.accounts import accounts_server
 from tests.helpers import homeserver as test_hs
+from tests.helpers.accounts import accounts_server
 from tests.helpers.media import (
     LEGACY_MEDIA,
     V1_MEDIA,

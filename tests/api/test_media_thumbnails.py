@@ -78,6 +78,7 @@ async def test_thumbnails_are_pregenerated_and_cached(tmp_path: Path) -> None:
         media = hs.running.homeserver.media
         assert media is not None
         media_id = uri.rsplit("/", 1)[1]
+        rows: list[object] = []
         for _ in range(100):
             rows = [
                 await media.store.get_thumbnail("", media_id, w, h, m)

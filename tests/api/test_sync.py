@@ -134,6 +134,11 @@ async def test_invite_join_leave_sections(
         assert room in with_leave["rooms"]["leave"]
         assert "after bob" not in timeline_bodies(with_leave, room)
 
+        # Forgetting drops it (the cached memberships are invalidated).
+        await bob.ok("POST", f"/rooms/{urllib.parse.quote(room)}/forget", {})
+        forgotten = await bob.sync(filter={"room": {"include_leave": True}})
+        assert room not in forgotten["rooms"]["leave"]
+
 
 async def test_limited_timeline_prev_batch_paginates_with_messages(
     tmp_path: Path, db_engine: EngineName

@@ -91,9 +91,11 @@ async def test_federation_media_endpoints(tmp_path: Path) -> None:
         media_id = uri.rsplit("/", 1)[1]
         path = federation_path("/_matrix/federation/v1/media/download/{}", media_id)
 
-        async with aiohttp.ClientSession() as session:
-            async with session.get(hs1.base_url + path) as r:
-                assert r.status == 401
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(hs1.base_url + path) as r,
+        ):
+            assert r.status == 401
 
         federation = hs2.peer.homeserver.federation
         assert federation is not None
@@ -214,6 +216,7 @@ async def test_fallback_to_the_legacy_media_api(tmp_path: Path) -> None:
 
 async def test_location_redirects_and_size_caps(tmp_path: Path) -> None:
     big = b"x" * (80 << 10)
+    site: dict[str, str] = {}
 
     async def blob(_request: web.Request) -> web.Response:
         return web.Response(body=b"from a CDN", content_type="application/pdf")
@@ -221,8 +224,7 @@ async def test_location_redirects_and_size_caps(tmp_path: Path) -> None:
     async def download(request: web.Request) -> web.Response:
         media_id = request.match_info["mediaId"]
         if media_id == "located":
-            base = f"http://127.0.0.1:{request.url.port}"
-            return _multipart({"Location": base + "/blob"}, b"")
+            return _multipart({"Location": site["base"] + "/blob"}, b"")
         if media_id == "big":
             return _multipart({"Content-Type": "application/octet-stream"}, big)
         return web.Response(body=b"not multipart", content_type="text/plain")
@@ -243,6 +245,7 @@ async def test_location_redirects_and_size_caps(tmp_path: Path) -> None:
         fake_media_server(routes) as base,
         two_servers(tmp_path, hs2_overrides) as (hs2, bob),
     ):
+        site["base"] = base
         transport_of(hs2).register("cdn.test", base)
         located = await request(bob, "GET", f"{V1_MEDIA}/download/cdn.test/located")
         assert located.status == 200, located.body

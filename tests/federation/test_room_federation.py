@@ -313,3 +313,36 @@ async def test_peer_restart_loses_nothing(
             return all(q in bodies for q in queued)
 
         await eventually(delivered, within=30, what="queued messages on hs2")
+
+
+async def test_event_persisted_but_not_yet_queued_survives_restart(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    """The window the restart test used to fall into under load: the event is
+    committed, but the forwarder has not handed it to the sender's database queue
+    when the server stops. The saved stream position makes the next start queue it."""
+    async with network(tmp_path, ["hs1", "hs2"]) as net:
+        alice = await user(http, net.peers["hs1"], "alice")
+        bob = await user(http, net.peers["hs2"], "bob")
+        room_id = await alice.create_room(preset="public_chat")
+        await bob.join(room_id, via=["hs1"])
+        await wait_member(alice, room_id, bob.user_id, "join")
+
+        fed = net.peers["hs1"].homeserver.federation
+        assert fed is not None
+        handed_over = asyncio.Event()
+
+        async def stuck(destinations: object, event: object) -> None:
+            handed_over.set()
+            await asyncio.Event().wait()  # cancelled by the shutdown
+
+        fed.sender.enqueue_pdu = stuck  # type: ignore[method-assign]
+        await alice.send(room_id, "committed, never queued")
+        await asyncio.wait_for(handed_over.wait(), 10)
+        await net.stop("hs1")
+        await net.start("hs1")
+
+        async def delivered() -> bool:
+            return "committed, never queued" in await bob.message_bodies(room_id)
+
+        await eventually(delivered, within=30, what="the message on hs2")

@@ -8,8 +8,8 @@ from typing import Any
 
 import aiohttp
 import orjson
-from PIL import Image
 from multidict import CIMultiDictProxy
+from PIL import Image
 
 from tests.helpers.sync import User
 

@@ -121,3 +121,79 @@ async def test_received_transactions(database: Database) -> None:
     assert await store.delete_received_transactions_before(2500) == 1
     assert await store.get_received_transaction("a.test", "t1") is None
     assert await store.get_received_transaction("b.test", "t1") == {}
+
+
+async def test_room_queue_bounds_per_destination(database: Database) -> None:
+    store = FederationStore(database)
+
+    async def queued(destination: str) -> list[str]:
+        batch = await store.get_outbound_batch(destination, 50, 0)
+        return [p.event_id for p in batch.pdus]
+
+    for n in range(3):
+        trimmed = await store.enqueue_room_pdu(
+            ["b.test", "c.test"], f"$a{n}", "!a", "{}", n, max_per_room=3
+        )
+        assert trimmed == []
+    await store.enqueue_room_pdu(["b.test"], "$x0", "!x", "{}", 5, max_per_room=3)
+    # c.test is catching up: only its newest PDU of !a stays; b.test crosses the limit
+    # one PDU later. Other rooms are untouched.
+    assert await store.enqueue_room_pdu(
+        ["b.test", "c.test"], "$a3", "!a", "{}", 6, max_per_room=3, catch_up=["c.test"]
+    ) == ["b.test", "c.test"]
+    assert await queued("b.test") == ["$x0", "$a3"]
+    assert await queued("c.test") == ["$a3"]
+    # Rows no destination waits for are gone.
+    assert await database.run_read_txn("count_pdus", _count_pdus_txn) == 2
+
+
+async def test_coalesced_edus_replace_the_queued_one(database: Database) -> None:
+    store = FederationStore(database)
+    await store.enqueue_edu("b.test", "m.typing", '{"n":1}', 1, coalesce_key="k")
+    await store.enqueue_edu("b.test", "m.typing", '{"n":2}', 2, coalesce_key="j")
+    await store.enqueue_edu("c.test", "m.typing", '{"n":3}', 3, coalesce_key="k")
+    await store.enqueue_edu("b.test", "m.presence", '{"n":4}', 4, coalesce_key="k")
+    await store.enqueue_edu("b.test", "m.typing", '{"n":5}', 5, coalesce_key="k")
+    batch = await store.get_outbound_batch("b.test", 0, 10)
+    assert [e.content_json for e in batch.edus] == ['{"n":2}', '{"n":4}', '{"n":5}']
+    assert len((await store.get_outbound_batch("c.test", 0, 10)).edus) == 1
+
+
+def _insert_event_txn(
+    txn: Txn, stream: int, sender: str, *, outlier: bool = False
+) -> None:
+    txn.execute(
+        "INSERT INTO events (stream_ordering, event_id, room_id, room_version, type,"
+        " sender, depth, origin_server_ts, received_ts, outlier, json)"
+        " VALUES (?, ?, '!r', '10', 'm.room.message', ?, 1, 1, 1, ?, ?)",
+        (stream, f"$e{stream}", sender, outlier, '{"type":"m.room.message"}'),
+    )
+
+
+async def test_stream_position_and_local_events_after(database: Database) -> None:
+    store = FederationStore(database)
+    assert await store.get_stream_position("events") is None
+    await store.set_stream_position("events", 4)
+    await store.set_stream_position("events", 7)
+    assert await store.get_stream_position("events") == 7
+    senders = {
+        1: "@a:hs1",
+        2: "@b:other",
+        3: "@c:hs1",
+        4: "@d:HS1",  # another server name: case matters
+        5: "@e:xhs1",
+        6: "@f:hs1",
+        7: "@g:hs1",
+    }
+    for stream, sender in senders.items():
+        await database.run_txn(
+            "insert_event", _insert_event_txn, stream, sender, outlier=stream == 6
+        )
+    events, scanned = await store.get_local_events_after("hs1", 0, 7, 100)
+    assert [e.event.event_id for e in events] == ["$e1", "$e3", "$e7"]
+    assert scanned == 7
+    # Paged: at most `limit` matching rows scanned, with where to go on from.
+    events, scanned = await store.get_local_events_after("hs1", 0, 6, 2)
+    assert ([e.event.event_id for e in events], scanned) == (["$e1", "$e3"], 3)
+    events, scanned = await store.get_local_events_after("hs1", 3, 6, 2)
+    assert ([e.event.event_id for e in events], scanned) == ([], 6)

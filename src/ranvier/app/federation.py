@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -62,10 +63,15 @@ class Federation:
     federation_endpoints: list[Endpoint]
     clock: Clock
     supervisor: TaskSupervisor
+    # Run by `start()` between loading the backoff state and resuming the queues
+    # (e.g. the PDU forwarder queueing events persisted before a restart).
+    start_hooks: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     _cleanup_task: asyncio.Task[Any] | None = field(default=None, init=False)
 
     async def start(self) -> None:
         await self.retry.load()
+        for hook in self.start_hooks:
+            await hook()
         await self.sender.start()
         self._cleanup_task = self.supervisor.start(
             "federation-received-txn-cleanup", self._cleanup_loop()

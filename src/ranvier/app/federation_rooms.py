@@ -22,7 +22,7 @@ from ranvier.app.rooms import Rooms
 from ranvier.app.sync import Sync
 from ranvier.core.crypto.keys import SigningKey
 from ranvier.services.federation.access import RoomAccess
-from ranvier.services.federation.edus import EduHandler
+from ranvier.services.federation.edus import DeviceKeyUpdates, EduHandler
 from ranvier.services.federation.inbound import TransactionHandler
 from ranvier.services.federation.ingest import RemoteEventIngester
 from ranvier.services.federation.membership_resident import ResidentMembership
@@ -60,6 +60,7 @@ def build_federation_rooms(
     accounts: Accounts,
     federation: Federation,
     openid: OpenIdTokens | None = None,
+    device_keys: DeviceKeyUpdates | None = None,
 ) -> FederationRooms:
     access = RoomAccess(
         state=rooms.state_reader, rooms=rooms.rooms, visibility=rooms.visibility
@@ -81,6 +82,7 @@ def build_federation_rooms(
         device_lists=sync.device_lists,
         acl=access,
         rooms=sync.store,
+        device_keys=device_keys,
     )
     transactions = TransactionHandler(
         txns=federation.store,

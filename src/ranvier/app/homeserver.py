@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,9 +18,11 @@ from ranvier.api.client import versions
 from ranvier.api.http import Authenticator, Endpoint, HttpSettings
 from ranvier.api.keys.server import ServerKeyResource
 from ranvier.app.accounts import build_accounts
+from ranvier.app.e2e import SeamEdus, build_e2e, build_key_counts
 from ranvier.app.federation import Federation, build_federation
 from ranvier.app.federation_rooms import build_federation_rooms
 from ranvier.app.media import Media, build_media
+from ranvier.app.push import Push, PushNotifierLink, build_push, build_push_core
 from ranvier.app.room_federation import FederationSeam, build_room_federation
 from ranvier.app.rooms import build_rooms, random_opaque_id
 from ranvier.app.sync import RoomsReadSide, build_notifier, build_sync
@@ -49,6 +52,7 @@ class Homeserver:
     resources: dict[str, list[Endpoint]] = field(default_factory=dict)
     federation: Federation | None = None
     media: Media | None = None
+    push: Push | None = None
     # Run first on shutdown, before listeners drain: e.g. answer waiting long-polls now
     # so in-flight requests finish within the grace period instead of timing out.
     shutdown_callbacks: list[Callable[[], None]] = field(default_factory=list)
@@ -70,9 +74,13 @@ class Homeserver:
         """Start background work (federation sender, cleanup loops) after the DB is ready."""
         if self.federation is not None:
             await self.federation.start()
+        if self.push is not None:
+            await self.push.start()
 
     async def stop(self) -> None:
         await self.supervisor.shutdown()
+        if self.push is not None:
+            await self.push.close()
         if self.federation is not None:
             await self.federation.stop()
         if self.media is not None:
@@ -120,7 +128,11 @@ async def build_homeserver(
     federation_transport: FederationTransport | None = None,
 ) -> Homeserver:
     clock = clock or RealClock()
+    # What start-up has opened, closed again if a later step fails (a half-built
+    # server must not leak its database, background tasks or HTTP sessions).
+    opened = AsyncExitStack()
     db = await open_database(database_settings(config))
+    opened.push_async_callback(db.close)
     try:
         signing_key = load_signing_key(Path(config.signing_key_path))
         server_keys = ServerKeys(config.server_name, signing_key, clock)
@@ -149,6 +161,9 @@ async def build_homeserver(
             http_settings=http_settings,
             authenticator=None,
         )
+        # From here `hs.stop()` closes, in order, whatever has been attached to `hs`:
+        # attach each part (federation, push, media, ...) as soon as it is built.
+        opened.push_async_callback(hs.stop)
         wk = well_known.WellKnownResource(
             config.public_baseurl, _federation_authority(config)
         )
@@ -162,6 +177,7 @@ async def build_homeserver(
         # --- end accounts ------------------------------------------------------------
         # --- rooms (issue #5): events, ingest pipeline, rooms, membership, directory --
         notifier = build_notifier(clock)
+        push_link = PushNotifierLink()  # bound by "push, part 1" below
         hs.shutdown_callbacks.append(notifier.close)
         rooms = await build_rooms(
             config,
@@ -169,7 +185,7 @@ async def build_homeserver(
             clock,
             signing_key=signing_key,
             profiles=accounts.profiles,
-            notifier=NotifierChain(notifier, seam),
+            notifier=NotifierChain(notifier, seam, push_link),
             hooks=accounts.hooks,
             remote=seam,
             backfill=seam,
@@ -177,6 +193,19 @@ async def build_homeserver(
         )
         hs.resources["client"].extend(rooms.endpoints)
         # --- end rooms ---------------------------------------------------------------
+        # --- push, part 1: rules, evaluation of every persisted event, unread counts --
+        push_core = build_push_core(
+            server_name=config.server_name,
+            db=db,
+            clock=clock,
+            supervisor=hs.supervisor,
+            rooms=rooms,
+            link=push_link,
+        )
+        # --- end push, part 1 ------------------------------------------------------------
+        # --- e2e, part 1: one-time key counts for /sync ----------------------------------
+        e2e_store, e2e_key_counts = build_key_counts(db)
+        # --- end e2e, part 1 -------------------------------------------------------------
         # --- sync (issue #5): /sync, typing, receipts, presence, account data, to-device
         sync = await build_sync(
             db=db,
@@ -185,14 +214,33 @@ async def build_homeserver(
             server_name=config.server_name,
             notifier=notifier,
             rooms=RoomsReadSide(
-                rooms.events, rooms.state, rooms.visibility, rooms.serializer
+                rooms.events,
+                rooms.state,
+                rooms.visibility,
+                rooms.serializer,
+                rooms.rooms,
             ),
             accounts=accounts.store,
             hooks=accounts.hooks,
+            keys=e2e_key_counts,
             federation=seam,
+            notification_counts=push_core.counts,
         )
         hs.resources["client"].extend(sync.endpoints)
         # --- end sync ----------------------------------------------------------------
+        # --- push, part 2: m.push_rules account data, pushers, /notifications ---------
+        hs.push = build_push(
+            config,
+            db,
+            clock,
+            hs.supervisor,
+            core=push_core,
+            rooms=rooms,
+            sync=sync,
+            hooks=accounts.hooks,
+        )
+        hs.resources["client"].extend(hs.push.endpoints)
+        # --- end push, part 2 ------------------------------------------------------------
         hs.resources["keys"] = ServerKeyResource(server_keys).endpoints()
         hs.resources["federation"] = []
         hs.resources["media"] = []
@@ -228,6 +276,22 @@ async def build_homeserver(
                 )
             )
         # --- end federation rooms, outbound ---------------------------------------------
+        # --- e2e, part 2: keys, cross-signing, remote device cache, key backup ----------
+        e2e = build_e2e(
+            server_name=config.server_name,
+            db=db,
+            clock=clock,
+            store=e2e_store,
+            sync=sync,
+            accounts=accounts,
+            federation_client=(
+                hs.federation.client if config.federation.enabled else None
+            ),
+            edus=SeamEdus(seam) if config.federation.enabled else None,
+        )
+        hs.resources["client"].extend(e2e.client_endpoints)
+        hs.resources["federation"].extend(e2e.federation_endpoints)
+        # --- end e2e, part 2 -------------------------------------------------------------
         # --- federation rooms, inbound (issue #6): /send, history, resident joins, queries
         federation_rooms = build_federation_rooms(
             server_name=config.server_name,
@@ -237,6 +301,7 @@ async def build_homeserver(
             sync=sync,
             accounts=accounts,
             federation=hs.federation,
+            device_keys=e2e.remote,
         )
         hs.resources["federation"].extend(federation_rooms.endpoints)
         # --- end federation rooms, inbound -----------------------------------------------
@@ -253,7 +318,8 @@ async def build_homeserver(
         hs.resources["media"].extend(hs.media.media_endpoints)
         hs.resources["federation"].extend(hs.media.federation_endpoints)
         # --- end media repository --------------------------------------------------------
+        opened.pop_all()  # `Homeserver.stop()` owns them now
         return hs
     except BaseException:
-        await db.close()
+        await opened.aclose()
         raise

@@ -34,6 +34,7 @@ from ranvier.services.federation.remote_membership import (
 from ranvier.services.federation.remote_queries import RemoteQueries
 from ranvier.storage.database import Database
 from ranvier.storage.stores.backfill import BackfillStore
+from ranvier.storage.stores.events import EventStore
 from ranvier.util.clock import Clock
 from ranvier.util.supervisor import TaskSupervisor
 
@@ -65,7 +66,17 @@ async def build_room_federation(
     client = federation.client
     checker = PduChecker(federation.keyring)
     servers = RoomServers(server_name, rooms.rooms)
-    forwarder = RoomPduForwarder(server_name, servers, federation.sender, supervisor)
+    forwarder = RoomPduForwarder(
+        server_name,
+        servers,
+        federation.sender,
+        supervisor,
+        log=federation.store,
+        current_position=rooms.events.get_current_position,
+        clock=clock,
+    )
+    federation.start_hooks.append(forwarder.start)
+    federation.sender.set_room_extremities(_LocalExtremities(server_name, rooms.events))
     edus = FederationEduSender(
         server_name, servers, _UserRooms(rooms), federation.sender
     )
@@ -102,6 +113,25 @@ async def build_room_federation(
         queries=RemoteQueries(server_name, client),
         backfiller=backfiller,
     )
+
+
+class _LocalExtremities:
+    """The room's forward extremities sent by local users (federation catch-up)."""
+
+    def __init__(self, server_name: str, events: EventStore) -> None:
+        self._suffix = ":" + server_name
+        self._events = events
+
+    async def get_local_forward_extremities(self, room_id: str) -> list[Event]:
+        ids = [e for e, _depth in await self._events.get_forward_extremities(room_id)]
+        stored = await self._events.get_events(ids)
+        return [
+            stored[e].event
+            for e in ids
+            if e in stored
+            and stored[e].rejected_reason is None
+            and stored[e].event.sender.endswith(self._suffix)
+        ]
 
 
 class _UserRooms:

@@ -32,7 +32,7 @@ from ranvier.services.receipts import ReceiptFederation, ReceiptService
 from ranvier.services.rooms.client_events import ClientEventSerializer
 from ranvier.services.rooms.visibility import EventVisibility
 from ranvier.services.sync.room_data import RoomDataLoader
-from ranvier.services.sync.rooms import RoomsSectionBuilder
+from ranvier.services.sync.rooms import NotificationCounter, RoomsSectionBuilder
 from ranvier.services.sync.serialize import EventSerializer
 from ranvier.services.sync.service import KeyCounts, NoKeys, SyncService
 from ranvier.services.to_device import (
@@ -48,6 +48,7 @@ from ranvier.storage.stores.events import EventStore
 from ranvier.storage.stores.filters import FilterStore
 from ranvier.storage.stores.presence import PresenceStore
 from ranvier.storage.stores.receipts import ReceiptStore
+from ranvier.storage.stores.rooms import RoomStore
 from ranvier.storage.stores.state import StateStore
 from ranvier.storage.stores.sync import SyncStore
 from ranvier.storage.stores.to_device import DeviceListStore, ToDeviceStore
@@ -92,6 +93,8 @@ class RoomsReadSide:
     state: StateStore
     visibility: EventVisibility
     serializer: ClientEventSerializer
+    # Given, sync caches each user's memberships (invalidated by both stores).
+    rooms: RoomStore | None = None
 
 
 @dataclass
@@ -136,8 +139,13 @@ async def build_sync(
     hooks: AccountHooks | None = None,
     keys: KeyCounts | None = None,
     federation: EduFederation | None = None,
+    notification_counts: NotificationCounter | None = None,
 ) -> Sync:
     store = SyncStore(db)
+    if rooms.rooms is not None:
+        rooms.events.add_membership_listener(store.invalidate_memberships)
+        rooms.rooms.add_membership_listener(store.invalidate_memberships)
+        store.enable_membership_cache()
     account_data = AccountDataService(await AccountDataStore.open(db), notifier)
     typing = TypingService(clock, supervisor, notifier, store, federation)
     receipts = ReceiptService(
@@ -187,6 +195,7 @@ async def build_sync(
         receipts,
         account_data,
         notifier,
+        notification_counts,
     )
     notifier.track_room_changes(rooms.events.get_current_position())
     sync = SyncService(

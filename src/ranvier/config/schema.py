@@ -528,6 +528,14 @@ class EmailConfig:
         derive=lambda ctx: f"Ranvier <noreply@{_server_host(ctx)}>",
         default_doc="Ranvier <noreply@<server_name without port>>",
     )
+    notif_delay: int = setting(
+        600,
+        "E-mail pushers mail a notification only if it is still unread this long after "
+        "it arrived, and mail one address at most once per this interval (collecting "
+        "what arrived meanwhile). Seconds, or a duration such as '10m'.",
+        v.duration(0),
+        dump=v.format_duration,
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -115,6 +115,7 @@ class FederationClient:
             headers["Authorization"] = sign_request(
                 self._signing_key, self.server_name, destination, method, uri, content
             )
+        epoch = self._retry.contact_epoch(destination)
         try:
             response = await self._transport.request(
                 destination,
@@ -126,16 +127,24 @@ class FederationClient:
                 max_response_bytes=max_response_bytes or self._max_response_bytes,
             )
         except TransportError as e:
-            await self._retry.record_failure(destination)
+            await self._retry.record_failure(destination, epoch=epoch)
             raise FederationError(destination, str(e)) from None
-        return await self._handle_response(destination, method, path, response)
+        return await self._handle_response(
+            destination, method, path, response, epoch=epoch
+        )
 
     async def _handle_response(
-        self, destination: str, method: str, path: str, response: TransportResponse
+        self,
+        destination: str,
+        method: str,
+        path: str,
+        response: TransportResponse,
+        *,
+        epoch: int | None = None,
     ) -> Any:
         status = response.status
         if status >= 500:
-            await self._retry.record_failure(destination)
+            await self._retry.record_failure(destination, epoch=epoch)
         elif status != 429:
             # Any other answer proves the server is up.
             await self._retry.record_success(destination)
@@ -180,6 +189,7 @@ class FederationClient:
             headers["Authorization"] = sign_request(
                 self._signing_key, self.server_name, destination, "GET", uri, None
             )
+        epoch = self._retry.contact_epoch(destination)
         try:
             response = await self._transport.request(
                 destination,
@@ -191,14 +201,16 @@ class FederationClient:
                 max_response_bytes=max_response_bytes or self._max_response_bytes,
             )
         except TransportError as e:
-            await self._retry.record_failure(destination)
+            await self._retry.record_failure(destination, epoch=epoch)
             raise FederationError(destination, str(e)) from None
         if 200 <= response.status < 300:
             await self._retry.record_success(destination)
             return response
         # Raises the same FederationError a JSON request would.
-        await self._handle_response(destination, "GET", path, response)
-        raise FederationError(destination, "unexpected response", status=response.status)
+        await self._handle_response(destination, "GET", path, response, epoch=epoch)
+        raise FederationError(
+            destination, "unexpected response", status=response.status
+        )
 
     async def get_json(
         self, destination: str, path: str, *, args: QueryArgs | None = None, **kw: Any

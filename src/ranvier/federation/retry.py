@@ -7,6 +7,11 @@ tells the listeners (the federation sender then catches up on its queue at once)
 
 State lives in memory (authoritative within the process) and is written through to the
 database, so a restart does not hammer servers that were down.
+
+A failure is only counted if nothing proved the destination alive since its request
+started (`contact_epoch`): a request that times out while the peer restarts and talks
+to us must not put a live peer back into backoff (its queue would then sleep for the
+whole interval though nothing is wrong).
 """
 
 from __future__ import annotations
@@ -80,6 +85,7 @@ class DestinationRetryTracker:
         self._clock = clock
         self._policy = policy
         self._states: dict[str, _State] = {}
+        self._contacts: dict[str, int] = {}
         self._listeners: list[RecoveryListener] = []
 
     async def load(self) -> None:
@@ -103,9 +109,26 @@ class DestinationRetryTracker:
     def failing_destinations(self) -> list[str]:
         return list(self._states)
 
-    async def record_failure(self, destination: str) -> int:
+    def failing_since(self, destination: str) -> int | None:
+        """When the current run of failures began (None: not failing)."""
+        state = self._states.get(destination)
+        return state.failure_ts if state is not None else None
+
+    def contact_epoch(self, destination: str) -> int:
+        """Changes whenever the destination proves alive; pass the value read before a
+        request to `record_failure`."""
+        return self._contacts.get(destination, 0)
+
+    async def record_failure(
+        self, destination: str, *, epoch: int | None = None
+    ) -> int:
         """Note a failed attempt; returns the retry time. Failures while the wait is
-        still running (concurrent requests) do not grow the interval again."""
+        still running (concurrent requests) do not grow the interval again; failures
+        of requests that started before the destination last proved alive (`epoch`
+        is stale) are ignored."""
+        if epoch is not None and epoch != self.contact_epoch(destination):
+            logger.debug("ignoring a stale failure of %s", destination)
+            return self.retry_at(destination)
         now = self._clock.time_msec()
         state = self._states.get(destination)
         if state is not None and now < state.retry_at:
@@ -121,6 +144,7 @@ class DestinationRetryTracker:
 
     async def record_success(self, destination: str) -> None:
         """The destination answered (or contacted us): forget its failures."""
+        self._contacts[destination] = self._contacts.get(destination, 0) + 1
         if self._states.pop(destination, None) is None:
             return
         await self._store.clear_destination_retry_state(destination)

@@ -6,6 +6,7 @@ is exactly what sync delivers. Every write wakes the user's syncs (all their dev
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ranvier.core.errors import MatrixError, bad_json, not_found
@@ -22,10 +23,21 @@ TAG_TYPE = "m.tag"
 MAX_TAG_LENGTH = 255
 
 
+# The current content of a server-computed global entry (`m.push_rules`) for a user.
+DefaultProvider = Callable[[str], Awaitable[JsonDict]]
+
+
 class AccountDataService:
     def __init__(self, store: AccountDataStore, notifier: Notifier) -> None:
         self._store = store
         self._notifier = notifier
+        self._providers: dict[str, DefaultProvider] = {}
+
+    def register_provider(self, data_type: str, provider: DefaultProvider) -> None:
+        """Serve global `data_type` from `provider`: on reads and initial syncs (the
+        entry exists for every user, and reflects today's server defaults); writes
+        through `set_server_account_data` still announce changes to incremental syncs."""
+        self._providers[data_type] = provider
 
     def get_current_position(self) -> int:
         return self._store.get_current_position()
@@ -52,15 +64,24 @@ class AccountDataService:
     async def get_account_data(
         self, user_id: str, room_id: str | None, data_type: str
     ) -> JsonDict:
+        provider = self._providers.get(data_type) if room_id is None else None
+        if provider is not None:
+            return await provider(user_id)
         content = await self._store.get_account_data(user_id, room_id, data_type)
         if content is None:
             raise not_found("Account data not found.")
         return content
 
     async def get_account_data_since(
-        self, user_id: str, from_id: int, to_id: int
+        self, user_id: str, from_id: int, to_id: int, *, initial: bool = False
     ) -> AccountDataSnapshot:
-        return await self._store.get_account_data_since(user_id, from_id, to_id)
+        """Entries written in (from_id, to_id]; `initial` (an initial sync) adds the
+        provided entries."""
+        snapshot = await self._store.get_account_data_since(user_id, from_id, to_id)
+        if initial:
+            for data_type, provider in self._providers.items():
+                snapshot.global_data[data_type] = await provider(user_id)
+        return snapshot
 
     # -- tags ---------------------------------------------------------------------------------
     async def get_tags(self, user_id: str, room_id: str) -> JsonDict:

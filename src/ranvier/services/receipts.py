@@ -10,6 +10,7 @@ only the user's own).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection, Mapping
 from typing import Any, Protocol
 
@@ -19,6 +20,8 @@ from ranvier.services.account_data import AccountDataService
 from ranvier.services.notifier import Notifier
 from ranvier.storage.stores.receipts import Receipt, ReceiptStore
 from ranvier.util.clock import Clock
+
+logger = logging.getLogger(__name__)
 
 JsonDict = dict[str, Any]
 
@@ -51,6 +54,12 @@ class ReceiptFederation(Protocol):
     ) -> None: ...
 
 
+class ReceiptListener(Protocol):
+    """Told about a user's own new read receipt (push: counts changed)."""
+
+    async def on_receipt(self, user_id: str, room_id: str) -> None: ...
+
+
 class ReceiptService:
     def __init__(
         self,
@@ -67,6 +76,7 @@ class ReceiptService:
         self._rooms = rooms
         self._notifier = notifier
         self._clock = clock
+        self.listeners: list[ReceiptListener] = []
 
     def get_current_position(self) -> int:
         return self._store.get_current_position()
@@ -159,6 +169,11 @@ class ReceiptService:
         )
         if position is None:
             return
+        for listener in self.listeners:
+            try:
+                await listener.on_receipt(user_id, room_id)
+            except Exception:
+                logger.exception("receipt listener %r failed", listener)
         if receipt_type == READ_PRIVATE:
             self._notifier.notify(StreamKey.RECEIPTS, position, users=(user_id,))
         else:

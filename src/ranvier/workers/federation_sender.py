@@ -12,6 +12,13 @@ transactions (spec: Server-Server API > Transactions, `PUT /_matrix/federation/v
   catches up.
 * A 4xx answer to the transaction itself means the peer refuses it for good: that
   transaction is dropped (logged) instead of blocking the queue forever.
+* Catch-up (bounded queues): once a destination has been failing for
+  `catch_up_after_ms`, or holds more than `max_pdus_per_room` PDUs of one room, only
+  the newest queued PDU of that room is kept. When such a PDU is finally sent and is no
+  longer one of the room's forward extremities, the room's local forward extremities
+  go instead: the peer fetches what lies between with `/get_missing_events` (which we
+  serve) and backfill. Typing and presence EDUs are coalesced: a newer one replaces
+  the queued one for the same room and user (typing) or user (presence).
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -44,6 +51,10 @@ class SenderPolicy:
     max_edus_per_transaction: int = 100
     # Pause after an unexpected error (e.g. the database) before the queue retries.
     error_delay_seconds: float = 5.0
+    # Catch-up: a destination failing this long keeps one queued PDU per room ...
+    catch_up_after_ms: int = 10 * 60 * 1000
+    # ... and so does any destination holding more than this many PDUs of one room.
+    max_pdus_per_room: int = 100
 
 
 class QueuedPduRow(Protocol):
@@ -53,6 +64,8 @@ class QueuedPduRow(Protocol):
     def event_id(self) -> str: ...
     @property
     def pdu_json(self) -> str: ...
+    @property
+    def room_id(self) -> str: ...
 
 
 class QueuedEduRow(Protocol):
@@ -72,12 +85,26 @@ class OutboundBatchRows(Protocol):
 
 
 class OutboundQueueStore(Protocol):
-    async def enqueue_pdu(
-        self, destinations: Sequence[str], event_id: str, pdu_json: str, now_ms: int
-    ) -> int: ...
+    async def enqueue_room_pdu(
+        self,
+        destinations: Sequence[str],
+        event_id: str,
+        room_id: str,
+        pdu_json: str,
+        now_ms: int,
+        *,
+        max_per_room: int,
+        catch_up: Collection[str] = (),
+    ) -> list[str]: ...
 
     async def enqueue_edu(
-        self, destination: str, edu_type: str, content_json: str, now_ms: int
+        self,
+        destination: str,
+        edu_type: str,
+        content_json: str,
+        now_ms: int,
+        *,
+        coalesce_key: str | None = None,
     ) -> int: ...
 
     async def get_pending_destinations(self) -> list[str]: ...
@@ -100,9 +127,17 @@ class TransactionClient(Protocol):
 class DestinationBackoff(Protocol):
     def retry_at(self, destination: str) -> int: ...
 
+    def failing_since(self, destination: str) -> int | None: ...
+
     async def record_failure(self, destination: str) -> int: ...
 
     def add_recovery_listener(self, listener: RecoveryListener) -> None: ...
+
+
+class RoomExtremities(Protocol):
+    """The local events among a room's forward extremities (catch-up)."""
+
+    async def get_local_forward_extremities(self, room_id: str) -> list[Event]: ...
 
 
 def federation_pdu(event: Event) -> JsonDict:
@@ -116,12 +151,17 @@ def federation_pdu(event: Event) -> JsonDict:
     return pdu
 
 
-def transaction_id(now_ms: int, batch: OutboundBatchRows) -> str:
+def transaction_id(
+    now_ms: int, batch: OutboundBatchRows, substituted: Sequence[str] = ()
+) -> str:
     """Unique per content: the same items at the same time give the same ID, anything
     else a different one (a receiver de-duplicates on it, so it must never repeat
-    for different content, across restarts and clocks included)."""
+    for different content, across restarts and clocks included). `substituted`: the
+    event IDs sent instead of queued PDUs (catch-up)."""
     ids = ",".join(
-        [f"p{p.pdu_id}" for p in batch.pdus] + [f"e{e.edu_id}" for e in batch.edus]
+        [f"p{p.pdu_id}" for p in batch.pdus]
+        + [f"e{e.edu_id}" for e in batch.edus]
+        + [f"x{event_id}" for event_id in substituted]
     )
     digest = hashlib.sha256(ids.encode()).hexdigest()[:16]
     return f"{now_ms}-{digest}"
@@ -132,6 +172,21 @@ def _decode(text: str) -> Any:
         return decode_json(text)
     except InvalidJsonError:
         return None
+
+
+def coalesce_key(edu_type: str, content: Mapping[str, Any]) -> str | None:
+    """For EDUs where only the latest matters: what a newer one replaces."""
+    if edu_type == "m.typing":
+        room_id, user_id = content.get("room_id"), content.get("user_id")
+        if isinstance(room_id, str) and isinstance(user_id, str):
+            return f"{room_id} {user_id}"
+    elif edu_type == "m.presence":
+        push = content.get("push")
+        if isinstance(push, list) and len(push) == 1 and isinstance(push[0], dict):
+            user_id = push[0].get("user_id")
+            if isinstance(user_id, str):
+                return user_id
+    return None
 
 
 class _Queue:
@@ -164,7 +219,15 @@ class FederationSender:
         self._policy = policy
         self._enabled = enabled
         self._queues: dict[str, _Queue] = {}
+        # Rooms whose queue was cut short, per destination: their next PDU is replaced
+        # by the room's local forward extremities if it is no longer one itself.
+        self._catching_up: dict[str, set[str]] = {}
+        self._extremities: RoomExtremities | None = None
         backoff.add_recovery_listener(self.wake)
+
+    def set_room_extremities(self, extremities: RoomExtremities) -> None:
+        """Bound late: the rooms side is wired after the sender (app/room_federation)."""
+        self._extremities = extremities
 
     @property
     def active_destinations(self) -> list[str]:
@@ -182,14 +245,30 @@ class FederationSender:
         targets = sorted({d for d in destinations if d != self._server_name})
         if not targets or not self._enabled:
             return
-        await self._store.enqueue_pdu(
+        now = self._clock.time_msec()
+        trimmed = await self._store.enqueue_room_pdu(
             targets,
             event.event_id,
+            event.room_id,
             encode_json(federation_pdu(event)).decode(),
-            self._clock.time_msec(),
+            now,
+            max_per_room=self._policy.max_pdus_per_room,
+            catch_up=[d for d in targets if self._is_long_failing(d, now)],
         )
+        for destination in trimmed:
+            if event.room_id not in self._catching_up.setdefault(destination, set()):
+                logger.info(
+                    "%s: catching up on %s (older queued events dropped)",
+                    destination,
+                    event.room_id,
+                )
+                self._catching_up[destination].add(event.room_id)
         for destination in targets:
             self.wake(destination)
+
+    def _is_long_failing(self, destination: str, now: int) -> bool:
+        since = self._backoff.failing_since(destination)
+        return since is not None and now - since >= self._policy.catch_up_after_ms
 
     async def enqueue_edu(
         self, destination: str, edu_type: str, content: Mapping[str, Any]
@@ -201,6 +280,7 @@ class FederationSender:
             edu_type,
             encode_json(dict(content)).decode(),
             self._clock.time_msec(),
+            coalesce_key=coalesce_key(edu_type, content),
         )
         self.wake(destination)
 
@@ -273,12 +353,13 @@ class FederationSender:
 
     async def _transmit(self, destination: str, batch: OutboundBatchRows) -> bool:
         """True when the batch is done with (accepted, or refused for good)."""
+        pdus, substituted = await self._pdus_to_send(destination, batch)
         now = self._clock.time_msec()
-        txn_id = transaction_id(now, batch)
+        txn_id = transaction_id(now, batch, substituted)
         transaction = {
             "origin": self._server_name,
             "origin_server_ts": now,
-            "pdus": [p for p in (_decode(p.pdu_json) for p in batch.pdus) if p],
+            "pdus": pdus,
             "edus": [
                 {"edu_type": e.edu_type, "content": _decode(e.content_json) or {}}
                 for e in batch.edus
@@ -291,9 +372,46 @@ class FederationSender:
         except NotRetryingDestination:
             return False
         except FederationError as e:
-            return await self._on_error(destination, txn_id, e)
-        _log_pdu_errors(destination, txn_id, response)
-        return True
+            done = await self._on_error(destination, txn_id, e)
+        else:
+            _log_pdu_errors(destination, txn_id, response)
+            done = True
+        if done:
+            self._caught_up(destination, batch)
+        return done
+
+    async def _pdus_to_send(
+        self, destination: str, batch: OutboundBatchRows
+    ) -> tuple[list[JsonDict], list[str]]:
+        """The batch's PDUs; in rooms catching up, a PDU that is no longer a forward
+        extremity is replaced by the room's local forward extremities."""
+        rooms = self._catching_up.get(destination, set())
+        pdus: dict[str, JsonDict] = {}
+        substituted: list[str] = []
+        for row in batch.pdus:
+            pdu = _decode(row.pdu_json)
+            if not isinstance(pdu, dict) or row.event_id in pdus:
+                continue
+            if row.room_id not in rooms or self._extremities is None:
+                pdus[row.event_id] = pdu
+                continue
+            latest = await self._extremities.get_local_forward_extremities(row.room_id)
+            if not latest or row.event_id in {e.event_id for e in latest}:
+                pdus[row.event_id] = pdu
+                continue
+            for event in latest:
+                if event.event_id not in pdus:
+                    pdus[event.event_id] = federation_pdu(event)
+                    substituted.append(event.event_id)
+        return list(pdus.values()), substituted
+
+    def _caught_up(self, destination: str, batch: OutboundBatchRows) -> None:
+        rooms = self._catching_up.get(destination)
+        if rooms is None:
+            return
+        rooms.difference_update(p.room_id for p in batch.pdus)
+        if not rooms:
+            del self._catching_up[destination]
 
     async def _on_error(
         self, destination: str, txn_id: str, error: FederationError

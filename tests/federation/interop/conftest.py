@@ -8,7 +8,6 @@ with the reason.
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -131,9 +130,6 @@ class RanvierPeer:
         running, self.running = self.running, None
         if running is not None:
             await running.stop()
-            # Closing a TLS connection waits for the peer's close_notify: give Synapse's
-            # side of our listener's connections a moment to finish before the loop ends.
-            await asyncio.sleep(0.5)
 
 
 @asynccontextmanager

@@ -42,7 +42,9 @@ def parse_device_query(body: JsonBody) -> dict[str, list[str]]:
         raise bad_json("Too many users in 'device_keys'.")
     out: dict[str, list[str]] = {}
     for user_id, devices in query.items():
-        if not isinstance(devices, list) or not all(isinstance(d, str) for d in devices):
+        if not isinstance(devices, list) or not all(
+            isinstance(d, str) for d in devices
+        ):
             raise bad_json("'device_keys' must map user IDs to arrays of device IDs.")
         out[user_id] = devices
     return out
@@ -142,9 +144,7 @@ class KeysResource:
             if not isinstance(per_key, dict):
                 raise bad_json("Signatures must map user IDs to {key_id: object}.")
             signed[user_id] = per_key
-        failures = await self._cross_signing.upload_signatures(
-            req.user.user_id, signed
-        )
+        failures = await self._cross_signing.upload_signatures(req.user.user_id, signed)
         return {"failures": failures}
 
     def endpoints(self) -> list[Endpoint]:

@@ -90,7 +90,10 @@ class RoomKeysResource:
     async def put_keys(self, req: MatrixRequest) -> JsonDict:
         version = _version_param(req)
         body = await req.json()
-        keys = parse_room_keys(body.get_dict("rooms") or {})
+        rooms = body.get_dict("rooms")
+        if rooms is None:
+            raise missing_param("Missing 'rooms'.")
+        keys = parse_room_keys(rooms)
         return await self._backup.put_keys(req.user.user_id, version, keys)
 
     async def delete_keys(self, req: MatrixRequest) -> JsonDict:
@@ -104,7 +107,10 @@ class RoomKeysResource:
     async def put_room(self, req: MatrixRequest) -> JsonDict:
         version = _version_param(req)
         body = await req.json()
-        keys = parse_sessions(req.path_param("roomId"), body.get_dict("sessions") or {})
+        sessions = body.get_dict("sessions")
+        if sessions is None:
+            raise missing_param("Missing 'sessions'.")
+        keys = parse_sessions(req.path_param("roomId"), sessions)
         return await self._backup.put_keys(req.user.user_id, version, keys)
 
     async def delete_room(self, req: MatrixRequest) -> JsonDict:

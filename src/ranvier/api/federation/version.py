@@ -6,7 +6,6 @@ Spec: Server-Server API > Server discovery > Server implementation.
 from __future__ import annotations
 
 import functools
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from ranvier.api.http import AuthMode, Endpoint, MatrixRequest
@@ -16,6 +15,9 @@ SERVER_NAME = "Ranvier"
 
 @functools.cache
 def _version() -> str:
+    # Imported on first use: importlib.metadata pulls in zipfile, csv, email parsing...
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
         return version("ranvier")
     except PackageNotFoundError:

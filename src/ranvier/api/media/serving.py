@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Generator
 from typing import Final
 
 from aiohttp import web
@@ -26,7 +25,7 @@ from ranvier.core.media import (
     content_disposition,
 )
 from ranvier.core.multipart import multipart_head, multipart_tail
-from ranvier.services.media.files import ServedFile
+from ranvier.services.media.files import ServedFile, open_for_reading
 from ranvier.services.media.repository import DEFAULT_TIMEOUT_MS
 
 _CHUNK: Final = 256 * 1024
@@ -59,12 +58,6 @@ def file_response(
     )
 
 
-def _read_chunks(served: ServedFile) -> Generator[bytes, None, None]:
-    with served.path.open("rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            yield chunk
-
-
 async def multipart_response(
     req: MatrixRequest, served: ServedFile, *, thumbnail: bool = False
 ) -> web.StreamResponse:
@@ -84,12 +77,13 @@ async def multipart_response(
     resp.content_length = len(head) + served.size + len(tail)
     await resp.prepare(req.raw)
     await resp.write(head)
-    chunks = _read_chunks(served)
+    fh = await open_for_reading(served.path)
     try:
-        while chunk := await asyncio.to_thread(next, chunks, b""):
+        while chunk := await asyncio.to_thread(fh.read, _CHUNK):
             await resp.write(chunk)
     finally:
-        await asyncio.to_thread(chunks.close)
+        # Shielded: a cancelled request still closes the file (after any read).
+        await asyncio.shield(asyncio.to_thread(fh.close))
     await resp.write(tail)
     await resp.write_eof()
     return resp

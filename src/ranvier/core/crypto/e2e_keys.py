@@ -76,7 +76,9 @@ def verify_signed_by(
         raise E2eKeyError(str(e), bad_signature=True) from None
 
 
-def signature_of(obj: Mapping[str, Any], signer_user_id: str, key_id: str) -> str | None:
+def signature_of(
+    obj: Mapping[str, Any], signer_user_id: str, key_id: str
+) -> str | None:
     """The signature string `signer_user_id` made with `key_id`, if present."""
     signatures = obj.get("signatures")
     if not isinstance(signatures, Mapping):
@@ -136,9 +138,7 @@ class CrossSigningKey:
         verify_signed_by(obj, self.user_id, self.verify_key())
 
 
-def parse_cross_signing_key(
-    obj: Any, user_id: str, usage: str
-) -> CrossSigningKey:
+def parse_cross_signing_key(obj: Any, user_id: str, usage: str) -> CrossSigningKey:
     """Spec: CrossSigningKey. `usage` must be listed; exactly one ed25519 key."""
     if not isinstance(obj, Mapping):
         raise E2eKeyError(f"the {usage} key must be an object")

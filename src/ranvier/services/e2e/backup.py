@@ -44,7 +44,9 @@ class BackupStore(Protocol):
         self, user_id: str, version: int, auth_data: Mapping[str, Any]
     ) -> bool: ...
 
-    async def delete_version(self, user_id: str, version: int) -> DeleteVersionStatus: ...
+    async def delete_version(
+        self, user_id: str, version: int
+    ) -> DeleteVersionStatus: ...
 
     async def put_keys(
         self, user_id: str, version: int, keys: Sequence[BackedUpKey]
@@ -68,7 +70,10 @@ class BackupStore(Protocol):
 
 
 def _version_number(version: str) -> int:
-    if not (version.isascii() and version.isdigit()) or len(version) > MAX_VERSION_DIGITS:
+    if (
+        not (version.isascii() and version.isdigit())
+        or len(version) > MAX_VERSION_DIGITS
+    ):
         raise not_found(f"Unknown backup version {version!r}.")
     return int(version)
 

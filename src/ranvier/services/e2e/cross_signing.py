@@ -49,7 +49,10 @@ class CrossSigningStore(Protocol):
     ) -> dict[str, dict[str, JsonDict]]: ...
 
     async def set_cross_signing_keys(
-        self, user_id: str, keys: Mapping[str, tuple[str, Mapping[str, Any]]], now_ms: int
+        self,
+        user_id: str,
+        keys: Mapping[str, tuple[str, Mapping[str, Any]]],
+        now_ms: int,
     ) -> None: ...
 
     async def add_signatures(self, rows: Sequence[SignatureRow]) -> None: ...
@@ -60,7 +63,9 @@ class CrossSigningStore(Protocol):
 
 
 class SignedDevices(Protocol):
-    async def devices_signed(self, user_id: str, device_ids: Collection[str]) -> None: ...
+    async def devices_signed(
+        self, user_id: str, device_ids: Collection[str]
+    ) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,9 +158,7 @@ class CrossSigningService:
                 master.verify_signed(keys[key_type].content)
         except E2eKeyError as e:
             raise _bad(e) from None
-        changes = any(
-            stored.get(t) != dict(k.content) for t, k in keys.items()
-        )
+        changes = any(stored.get(t) != dict(k.content) for t, k in keys.items())
         return SigningKeyUpload(user_id, keys, MASTER not in stored, changes)
 
     @staticmethod
@@ -198,7 +201,9 @@ class CrossSigningService:
                     if user_id == requester:
                         await self._own(requester, mine, key_id, obj, batch)
                     else:
-                        self._other(requester, mine, user_id, stored, key_id, obj, batch)
+                        self._other(
+                            requester, mine, user_id, stored, key_id, obj, batch
+                        )
                 except _Failure as e:
                     batch.fail(user_id, key_id, e)
         await self._store.add_signatures(batch.rows)
@@ -264,7 +269,9 @@ class CrossSigningService:
             signature = signature_of(obj, requester, sig_key)
             assert signature is not None
             batch.rows.append(
-                SignatureRow(requester, sig_key, requester, master.public_key, signature)
+                SignatureRow(
+                    requester, sig_key, requester, master.public_key, signature
+                )
             )
             added += 1
         if not added:

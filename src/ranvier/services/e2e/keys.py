@@ -37,7 +37,13 @@ from ranvier.storage.stores.e2e_keys import (
 from ranvier.storage.stores.sync import MembershipRow
 from ranvier.util.clock import Clock
 
-__all__ = ["E2eKeysService", "LocalKeyReader", "merge_signatures", "parse_new_keys"]
+__all__ = [
+    "E2eKeysService",
+    "LocalKeyReader",
+    "OneTimeKeyCounts",
+    "merge_signatures",
+    "parse_new_keys",
+]
 
 JsonDict = dict[str, Any]
 
@@ -137,9 +143,7 @@ def parse_new_keys(keys: Any, what: str, *, fallback: bool = False) -> list[NewK
     return out
 
 
-def merge_signatures(
-    obj: Mapping[str, Any], rows: Sequence[SignatureRow]
-) -> JsonDict:
+def merge_signatures(obj: Mapping[str, Any], rows: Sequence[SignatureRow]) -> JsonDict:
     """A copy of `obj` with the stored signatures added under `signatures`."""
     if not rows:
         return dict(obj)
@@ -228,6 +232,25 @@ class LocalKeyReader:
         return out
 
 
+class OneTimeKeyCounts:
+    """Sync's `KeyCounts`: built before the rest of E2E, which needs sync's services."""
+
+    def __init__(self, store: KeyStore) -> None:
+        self._store = store
+
+    async def get_one_time_key_counts(
+        self, user_id: str, device_id: str
+    ) -> dict[str, int]:
+        counts = await self._store.count_one_time_keys(user_id, device_id)
+        # Spec (and clients): signed_curve25519 is always reported, even when 0.
+        return {SIGNED_CURVE25519: 0, **counts}
+
+    async def get_unused_fallback_key_types(
+        self, user_id: str, device_id: str
+    ) -> list[str]:
+        return await self._store.get_unused_fallback_key_types(user_id, device_id)
+
+
 class E2eKeysService:
     def __init__(
         self,
@@ -238,6 +261,7 @@ class E2eKeysService:
         clock: Clock,
     ) -> None:
         self._store = store
+        self._counts = OneTimeKeyCounts(store)
         self._reader = reader
         self._publisher = publisher
         self._memberships = memberships
@@ -299,14 +323,7 @@ class E2eKeysService:
     async def get_one_time_key_counts(
         self, user_id: str, device_id: str
     ) -> dict[str, int]:
-        counts = await self._store.count_one_time_keys(user_id, device_id)
-        # Spec (and clients): signed_curve25519 is always reported, even when 0.
-        return {SIGNED_CURVE25519: 0, **counts}
-
-    async def get_unused_fallback_key_types(
-        self, user_id: str, device_id: str
-    ) -> list[str]:
-        return await self._store.get_unused_fallback_key_types(user_id, device_id)
+        return await self._counts.get_one_time_key_counts(user_id, device_id)
 
     # -- claims ------------------------------------------------------------------------------
     async def claim_local_keys(
@@ -365,6 +382,8 @@ class E2eKeysService:
         changed |= await self._memberships.get_joined_members(newly_joined)
         candidates_left |= await self._memberships.get_joined_members(left_rooms)
         candidates_left.discard(user_id)
-        still = await self._memberships.get_users_sharing_rooms(user_id, candidates_left)
+        still = await self._memberships.get_users_sharing_rooms(
+            user_id, candidates_left
+        )
         left = candidates_left - still
         return changed - left, left

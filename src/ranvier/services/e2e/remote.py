@@ -97,7 +97,10 @@ class RemoteKeyStore(Protocol):
     ) -> RemoteUpdate: ...
 
     async def set_remote_cross_signing_keys(
-        self, user_id: str, keys: Mapping[str, tuple[str, Mapping[str, Any]]], now_ms: int
+        self,
+        user_id: str,
+        keys: Mapping[str, tuple[str, Mapping[str, Any]]],
+        now_ms: int,
     ) -> bool: ...
 
 
@@ -255,14 +258,20 @@ class RemoteKeys:
         if SELF_SIGNING in stored:
             results.self_signing_keys[user_id] = stored[SELF_SIGNING]
 
-    async def _add_signatures_of(self, requester: str, results: RemoteKeyResults) -> None:
+    async def _add_signatures_of(
+        self, requester: str, results: RemoteKeyResults
+    ) -> None:
         """The requester's own signatures (user-signing key) on remote master keys."""
         if not results.master_keys:
             return
         rows = await self._store.get_signatures(list(results.master_keys), [requester])
         for user_id, key in list(results.master_keys.items()):
             public = next(iter(key.get("keys", {}).values()), None)
-            mine = [r for r in rows if r.target_user_id == user_id and r.target_key_id == public]
+            mine = [
+                r
+                for r in rows
+                if r.target_user_id == user_id and r.target_key_id == public
+            ]
             results.master_keys[user_id] = merge_signatures(key, mine)
 
     def _need_client(self) -> FederationRequests:
@@ -285,7 +294,9 @@ class RemoteKeys:
             raise ValueError("keys/query answer is not an object")
         device_keys = body.get("device_keys")
         for user_id in users:
-            per_user = device_keys.get(user_id) if isinstance(device_keys, dict) else None
+            per_user = (
+                device_keys.get(user_id) if isinstance(device_keys, dict) else None
+            )
             if isinstance(per_user, dict):
                 results.device_keys[user_id] = {
                     d: k
@@ -318,7 +329,9 @@ class RemoteKeys:
             user_id,
             stream_id,
             devices,
-            _cross_signing(user_id, body.get("master_key"), body.get("self_signing_key")),
+            _cross_signing(
+                user_id, body.get("master_key"), body.get("self_signing_key")
+            ),
             self._clock.time_msec(),
         )
 

@@ -68,7 +68,9 @@ class FederationKeyServing:
             "self_signing_keys": cross[SELF_SIGNING],
         }
 
-    async def claim_keys(self, one_time_keys: Mapping[str, Mapping[str, str]]) -> JsonDict:
+    async def claim_keys(
+        self, one_time_keys: Mapping[str, Mapping[str, str]]
+    ) -> JsonDict:
         local = {u: d for u, d in one_time_keys.items() if self._is_local(u)}
         return {"one_time_keys": await self._claims.claim_local_keys(local)}
 
@@ -88,7 +90,10 @@ class FederationKeyServing:
             "user_id": user_id,
             "stream_id": stream_id,
             "devices": [
-                {"device_id": d.device_id, **({"keys": keys[d.device_id]} if d.device_id in keys else {})}
+                {
+                    "device_id": d.device_id,
+                    **({"keys": keys[d.device_id]} if d.device_id in keys else {}),
+                }
                 for d in devices
             ],
         }

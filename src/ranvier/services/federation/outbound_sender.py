@@ -6,28 +6,34 @@ sender's persisted per-destination queues (spec: S-S API > Transactions; PDUs; E
   member in the room, plus, for membership events, the target user's server (so a kicked,
   banned or uninvited user's server learns about it). The notifier is synchronous and
   must not block; the forwarder hands events to one supervised worker that computes the
-  destinations and enqueues them in order.
+  destinations and enqueues them in order. The events-stream position handed over is
+  saved, and a restart first queues the local events after it (none is lost between
+  "persisted" and "queued").
 * Events already delivered to the room by a `send_join`/`send_leave`/`send_knock` (the
   resident server broadcasts those) are skipped: `skip_once(event_id)`.
 * `FederationEduSender` builds the EDUs: typing, receipts, presence (to servers sharing a
-  room with the user), to-device messages for remote users, device-list updates.
+  room with the user), to-device messages for remote users, device-list updates and
+  cross-signing key updates.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from ranvier.core.events.event import Event
 from ranvier.core.ids import InvalidIdentifierError, domain_of
+from ranvier.storage.stores.event_rows import StoredEvent
+from ranvier.util.clock import Clock
 from ranvier.util.supervisor import TaskSupervisor
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "FederationEduSender",
+    "ForwardingLog",
     "OutboundQueue",
     "RoomPduForwarder",
     "RoomServers",
@@ -85,8 +91,34 @@ class RoomServers:
         return servers
 
 
+class ForwardingLog(Protocol):
+    """How far the events stream has been handed to the sender, and the local events
+    after a position (the federation store)."""
+
+    async def get_stream_position(self, stream_name: str) -> int | None: ...
+
+    async def set_stream_position(self, stream_name: str, position: int) -> None: ...
+
+    async def get_local_events_after(
+        self, server_name: str, after: int, upto: int, limit: int
+    ) -> tuple[Sequence[StoredEvent], int]: ...
+
+
+_STREAM = "events"
+_REPLAY_PAGE = 500
+# Without anything to forward, the saved position may lag this long (a restart then
+# rescans at most that much of the stream).
+_SAVE_IDLE_POSITION_MS = 30_000
+
+
 class RoomPduForwarder:
-    """Queues locally created events to the other servers in their room."""
+    """Queues locally created events to the other servers in their room.
+
+    Durable: the events-stream position up to which every event has been handed to the
+    sender is saved (`ForwardingLog`), and `start()` queues the local events after it.
+    So an event persisted just before a shutdown or crash, whose notification never
+    reached the sender's database queue, is still sent after the restart (at worst
+    twice; receivers de-duplicate by event ID)."""
 
     def __init__(
         self,
@@ -94,20 +126,48 @@ class RoomPduForwarder:
         servers: RoomServers,
         queue: OutboundQueue,
         supervisor: TaskSupervisor,
+        *,
+        log: ForwardingLog | None = None,
+        current_position: Callable[[], int] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self._server_name = server_name
         self._servers = servers
         self._queue = queue
         self._supervisor = supervisor
-        self._pending: asyncio.Queue[Event] = asyncio.Queue()
+        self._log = log
+        self._current_position = current_position
+        self._clock = clock
+        self._pending: asyncio.Queue[tuple[Event, int]] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
         self._skip: set[str] = set()
         self._idle = asyncio.Event()
         self._idle.set()
+        # Events at or below it were (or are being) queued by the start-up replay.
+        self._replayed_upto = 0
+        self._replay_from: int | None = None
+        self._saved = 0
+        self._saved_at = 0
+        self._failed = False
 
     def skip_once(self, event_id: str) -> None:
         """The next notification of `event_id` is not forwarded (already delivered)."""
         self._skip.add(event_id)
+
+    async def start(self) -> None:
+        """Queue the local events a previous run persisted but never handed over."""
+        if self._log is None or self._current_position is None:
+            return
+        saved = await self._log.get_stream_position(_STREAM)
+        upto = self._current_position()
+        if saved is None:
+            # A new database (or federation just enabled): nothing was missed.
+            await self._save(upto)
+            return
+        self._saved = saved
+        self._replay_from = saved
+        self._replayed_upto = upto
+        self._ensure_worker()
 
     def on_new_event(
         self, event: Event, stream_ordering: int, *, extra_users: Iterable[str] = ()
@@ -117,7 +177,10 @@ class RoomPduForwarder:
             return
         if _domain(event.sender) != self._server_name:
             return
-        self._pending.put_nowait(event)
+        self._pending.put_nowait((event, stream_ordering))
+        self._ensure_worker()
+
+    def _ensure_worker(self) -> None:
         self._idle.clear()
         if self._worker is None or self._worker.done():
             self._worker = self._supervisor.start(
@@ -129,15 +192,64 @@ class RoomPduForwarder:
         await self._idle.wait()
 
     async def _drain(self) -> None:
-        while not self._pending.empty():
-            event = self._pending.get_nowait()
-            try:
-                destinations = await self._servers.get_destinations_for_event(event)
-                if destinations:
-                    await self._queue.enqueue_pdu(destinations, event)
-            except Exception:
-                logger.exception("could not queue %s for federation", event.event_id)
-        self._idle.set()
+        try:
+            if self._replay_from is not None:
+                await self._replay(self._replay_from, self._replayed_upto)
+                self._replay_from = None
+            while True:
+                forwarded = False
+                while not self._pending.empty():
+                    event, ordering = self._pending.get_nowait()
+                    if ordering > self._replayed_upto:
+                        await self._forward(event)
+                        forwarded = True
+                # Nothing pending and no await since: every event at or below the
+                # readable position has been handed over.
+                await self._save_position(forwarded)
+                if self._pending.empty():
+                    return
+        finally:
+            if self._pending.empty():
+                self._idle.set()
+
+    async def _replay(self, after: int, upto: int) -> None:
+        assert self._log is not None
+        count = 0
+        while after < upto:
+            events, after = await self._log.get_local_events_after(
+                self._server_name, after, upto, _REPLAY_PAGE
+            )
+            for stored in events:
+                await self._forward(stored.event)
+            count += len(events)
+        if count:
+            logger.info("queued %d events persisted before the restart", count)
+
+    async def _forward(self, event: Event) -> None:
+        try:
+            destinations = await self._servers.get_destinations_for_event(event)
+            if destinations:
+                await self._queue.enqueue_pdu(destinations, event)
+        except Exception:
+            # The saved position stops here: the next start-up queues it again.
+            self._failed = True
+            logger.exception("could not queue %s for federation", event.event_id)
+
+    async def _save_position(self, forwarded: bool) -> None:
+        if self._log is None or self._current_position is None or self._failed:
+            return
+        position = self._current_position()
+        if position <= self._saved:
+            return
+        now = self._clock.time_msec() if self._clock is not None else 0
+        if forwarded or now - self._saved_at >= _SAVE_IDLE_POSITION_MS:
+            await self._save(position)
+
+    async def _save(self, position: int) -> None:
+        assert self._log is not None
+        await self._log.set_stream_position(_STREAM, position)
+        self._saved = position
+        self._saved_at = self._clock.time_msec() if self._clock is not None else 0
 
 
 class FederationEduSender:
@@ -257,3 +369,22 @@ class FederationEduSender:
             content["keys"] = dict(keys)
         for destination in sorted(await self._servers_sharing_rooms(user_id)):
             await self._queue.enqueue_edu(destination, "m.device_list_update", content)
+
+    async def send_signing_key_update(
+        self,
+        user_id: str,
+        master_key: Mapping[str, Any] | None,
+        self_signing_key: Mapping[str, Any] | None,
+    ) -> None:
+        """`m.signing_key_update` to every server sharing a room with the user (spec:
+        S-S API > End-to-End Encryption > Cross-signing details). The user-signing key
+        is private and never sent."""
+        if not self._is_local(user_id):
+            return
+        content: JsonDict = {"user_id": user_id}
+        if master_key is not None:
+            content["master_key"] = dict(master_key)
+        if self_signing_key is not None:
+            content["self_signing_key"] = dict(self_signing_key)
+        for destination in sorted(await self._servers_sharing_rooms(user_id)):
+            await self._queue.enqueue_edu(destination, "m.signing_key_update", content)

@@ -75,25 +75,33 @@ class MediaFiles:
         path = self._tmp / secrets.token_hex(16)
         return path, path.open("xb")
 
+    async def _open_tmp(self) -> tuple[Path, IO[bytes]]:
+        opening = asyncio.ensure_future(asyncio.to_thread(self._new_tmp))
+        try:
+            return await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            # The thread still opens the file: close and remove it when it has.
+            opening.add_done_callback(_abandon_opened)
+            raise
+
     async def receive(self, chunks: AsyncIterable[bytes], limit: int) -> PendingFile:
         """Stream `chunks` to a temporary file, hashing as it goes; more than `limit`
-        bytes raise `ContentTooLargeError` (and nothing is kept)."""
-        path, fh = await asyncio.to_thread(self._new_tmp)
+        bytes raise `ContentTooLargeError` (and nothing is kept). Cancellation at any
+        point leaves no open file and no temporary file behind."""
+        path, fh = await self._open_tmp()
         digest = hashlib.sha256()
         size = 0
         try:
-            try:
-                async for chunk in chunks:
-                    size += len(chunk)
-                    if size > limit:
-                        raise ContentTooLargeError(limit)
-                    digest.update(chunk)
-                    await asyncio.to_thread(fh.write, chunk)
-            finally:
-                await asyncio.to_thread(fh.close)
+            async for chunk in chunks:
+                size += len(chunk)
+                if size > limit:
+                    raise ContentTooLargeError(limit)
+                digest.update(chunk)
+                await asyncio.to_thread(fh.write, chunk)
         except BaseException:
-            await asyncio.to_thread(path.unlink, missing_ok=True)
+            await asyncio.shield(asyncio.to_thread(_abandon, path, fh))
             raise
+        await asyncio.shield(asyncio.to_thread(fh.close))
         return PendingFile(path, digest.hexdigest(), size)
 
     async def receive_bytes(self, data: bytes) -> PendingFile:
@@ -121,3 +129,35 @@ class MediaFiles:
     async def delete(self, sha256: str) -> None:
         """Remove a file (call under `lock(sha256)` after checking nothing uses it)."""
         await asyncio.to_thread(self.path_of(sha256).unlink, missing_ok=True)
+
+
+def _abandon(path: Path, fh: IO[bytes]) -> None:
+    fh.close()
+    path.unlink(missing_ok=True)
+
+
+def _abandon_opened(opening: asyncio.Future[tuple[Path, IO[bytes]]]) -> None:
+    if opening.cancelled() or opening.exception() is not None:
+        return
+    _abandon(*opening.result())
+
+
+async def open_for_reading(path: Path) -> IO[bytes]:
+    """Open a stored file from a worker thread; cancellation never leaks the handle."""
+    opening: asyncio.Future[IO[bytes]] = asyncio.ensure_future(
+        asyncio.to_thread(_open_binary, path)
+    )
+    try:
+        return await asyncio.shield(opening)
+    except asyncio.CancelledError:
+        opening.add_done_callback(_close_opened)
+        raise
+
+
+def _open_binary(path: Path) -> IO[bytes]:
+    return path.open("rb")
+
+
+def _close_opened(opening: asyncio.Future[IO[bytes]]) -> None:
+    if not opening.cancelled() and opening.exception() is None:
+        opening.result().close()

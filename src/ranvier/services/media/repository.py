@@ -199,8 +199,12 @@ class MediaRepository:
             result = await self._store.complete_pending_upload(
                 media_id, user_id, content, self._clock.time_msec()
             )
+            # Lost a race with another upload to this ID: drop the file unless shared.
+            if result is not PendingUploadResult.OK and not (
+                await self._store.is_sha256_referenced(pending.sha256)
+            ):
+                await self._files.delete(pending.sha256)
         if result is not PendingUploadResult.OK:
-            # The file may be shared or unused; the cleanup of its hash decides.
             raise self._reservation_error(result)
         self._after_upload(media_id, content)
 

@@ -84,12 +84,13 @@ class EventVisibility:
             [e.event_id for e in servable]
         )
         member_key = ("m.room.member", user_id)
+        state_groups = await self._state.get_state_groups(
+            {g.after for g in groups.values()}
+        )
         wanted: dict[str, tuple[str | None, str | None]] = {}
         for stored in servable:
             g = groups.get(stored.event_id)
-            group = (
-                await self._state.get_state_group(g.after) if g is not None else None
-            )
+            group = state_groups.get(g.after) if g is not None else None
             state = group.state if group is not None else {}
             wanted[stored.event_id] = (state.get(HISTORY_KEY), state.get(member_key))
         lookups = {x for pair in wanted.values() for x in pair if x is not None}

@@ -47,7 +47,9 @@ class StateSource(Protocol):
         self, event_ids: Collection[str]
     ) -> dict[str, EventStateGroups]: ...
 
-    async def get_state_group(self, group_id: int) -> StateGroup | None: ...
+    async def get_state_groups(
+        self, group_ids: Collection[int]
+    ) -> dict[int, StateGroup]: ...
 
 
 class VisibilityFilter(Protocol):
@@ -235,8 +237,7 @@ class RoomDataLoader:
         }
         since_last = await self._store.get_last_event_ids(since_positions)
         since_points = {r: (e, False) for r, e in since_last.items()}
-        at_points = await self._states_at(points)
-        at_since = await self._states_at(since_points)
+        at_points, at_since = await self._states_at_many(points, since_points)
         out: dict[str, dict[StateKey, str]] = {}
         for plan in plans:
             state = dict(at_points.get(plan.room_id, {}))
@@ -249,24 +250,39 @@ class RoomDataLoader:
     async def _states_at(
         self, points: Mapping[str, tuple[str, bool]]
     ) -> dict[str, StateMap]:
-        if not points:
-            return {}
-        groups = await self._state.get_state_groups_for_events(
-            {event_id for event_id, _ in points.values()}
+        return (await self._states_at_many(points))[0]
+
+    async def _states_at_many(
+        self, *point_sets: Mapping[str, tuple[str, bool]]
+    ) -> list[dict[str, StateMap]]:
+        """Per set of points: room -> the state at that room's point. Every set's
+        groups are looked up together (one transaction each for the missing ones)."""
+        event_ids = {eid for points in point_sets for eid, _ in points.values()}
+        if not event_ids:
+            return [{} for _ in point_sets]
+        groups = await self._state.get_state_groups_for_events(event_ids)
+        wanted: list[dict[str, int | None]] = []
+        for points in point_sets:
+            chosen: dict[str, int | None] = {}
+            for room_id, (event_id, before) in points.items():
+                g = groups.get(event_id)
+                chosen[room_id] = (
+                    None if g is None else (g.before if before else g.after)
+                )
+            wanted.append(chosen)
+        loaded = await self._state.get_state_groups(
+            {gid for chosen in wanted for gid in chosen.values() if gid is not None}
         )
-        loaded: dict[int, StateMap] = {}
-        out: dict[str, StateMap] = {}
-        for room_id, (event_id, before) in points.items():
-            g = groups.get(event_id)
-            group_id = None if g is None else (g.before if before else g.after)
-            if group_id is None:
-                out[room_id] = {}
-                continue
-            if group_id not in loaded:
-                group = await self._state.get_state_group(group_id)
-                loaded[group_id] = group.state if group is not None else {}
-            out[room_id] = loaded[group_id]
-        return out
+        empty: StateMap = {}
+        return [
+            {
+                room_id: loaded[gid].state
+                if gid is not None and gid in loaded
+                else empty
+                for room_id, gid in chosen.items()
+            }
+            for chosen in wanted
+        ]
 
     async def _select_state(
         self,

@@ -24,6 +24,7 @@ from ranvier.services.sync.models import RoomsSection, SyncRequest
 from ranvier.services.sync.room_data import RoomData, RoomDataLoader, RoomPlan
 from ranvier.services.sync.serialize import EventSource, strip_state_event
 from ranvier.storage.stores.account_data import AccountDataSnapshot
+from ranvier.storage.stores.push import MAIN_THREAD, Counts, RoomCounts
 from ranvier.storage.stores.sync import MembershipRow, SyncStore
 
 JsonDict = dict[str, Any]
@@ -59,6 +60,14 @@ class RoomChanges(Protocol):
     ) -> set[str] | None: ...
 
 
+class NotificationCounter(Protocol):
+    """Unread notification counts from push rules (`services/push/counts.py`)."""
+
+    async def get_unread_notification_counts(
+        self, user_id: str, floors: Mapping[str, int], to_pos: int
+    ) -> Mapping[str, RoomCounts]: ...
+
+
 class CurrentStateSource(Protocol):
     async def get_current_state_event_ids(
         self, room_id: str, keys: Collection[tuple[str, str]]
@@ -85,8 +94,10 @@ class RoomsSectionBuilder:
         receipts: ReceiptService,
         account_data: AccountDataService,
         changes: RoomChanges,
+        notification_counts: NotificationCounter | None = None,
     ) -> None:
         self._changes = changes
+        self._notification_counts = notification_counts
         self._store = store
         self._loader = loader
         self._events = events
@@ -239,13 +250,9 @@ class RoomsSectionBuilder:
                 },
                 "ephemeral": {"events": ephemeral.get(room_id, [])},
                 "account_data": {"events": account_data.get(room_id, [])},
-                "unread_notifications": {
-                    "notification_count": counts.get(room_id, 0),
-                    "highlight_count": 0,
-                },
             }
-            if req.filter.room.timeline.unread_thread_notifications:
-                body["unread_thread_notifications"] = {}
+            by_thread = req.filter.room.timeline.unread_thread_notifications
+            body.update(_counts_json(counts.get(room_id), by_thread))
             summary = summaries.get(room_id)
             if summary is not None:
                 body["summary"] = {
@@ -347,12 +354,19 @@ class RoomsSectionBuilder:
         now: SyncToken,
         room_ids: Sequence[str],
         joined: Mapping[str, MembershipRow],
-    ) -> dict[str, int]:
+    ) -> Mapping[str, RoomCounts]:
         if not room_ids:
             return {}
+        if self._notification_counts is not None:
+            floors = {r: joined[r].stream_ordering for r in room_ids}
+            return await self._notification_counts.get_unread_notification_counts(
+                user_id, floors, now.events
+            )
+        # Without push rules: unread messages count as notifications.
         read = await self._receipts.get_read_positions(user_id, room_ids)
         since = {r: max(read.get(r, 0), joined[r].stream_ordering) for r in room_ids}
-        return await self._store.get_unread_counts(user_id, since, now.events)
+        unread = await self._store.get_unread_counts(user_id, since, now.events)
+        return {r: RoomCounts({MAIN_THREAD: Counts(n, 0)}) for r, n in unread.items()}
 
     # -- left rooms --------------------------------------------------------------------------------
     async def _build_left(
@@ -437,6 +451,36 @@ class RoomsSectionBuilder:
             for eid in ids.values()
             if eid in loaded
         ]
+
+
+def _counts_json(counts: RoomCounts | None, by_thread: bool) -> JsonDict:
+    """`unread_notifications`, and `unread_thread_notifications` when the filter asks
+    for counts per thread (spec: Receipts > Threaded read receipts): then the main
+    timeline's counts stand alone and each thread with unread notifications is listed."""
+    counts = counts or RoomCounts()
+    if not by_thread:
+        total = counts.total()
+        return {
+            "unread_notifications": {
+                "notification_count": total.notifications,
+                "highlight_count": total.highlights,
+            }
+        }
+    main = counts.threads.get(MAIN_THREAD, Counts())
+    return {
+        "unread_notifications": {
+            "notification_count": main.notifications,
+            "highlight_count": main.highlights,
+        },
+        "unread_thread_notifications": {
+            thread_id: {
+                "notification_count": c.notifications,
+                "highlight_count": c.highlights,
+            }
+            for thread_id, c in counts.threads.items()
+            if thread_id != MAIN_THREAD and (c.notifications or c.highlights)
+        },
+    }
 
 
 def _empty_room(now: SyncToken) -> RoomData:

@@ -97,12 +97,20 @@ class SyncService:
                 listener.set_keys(await self._wake_keys(req))
                 listener.rearm()
                 now = self._notifier.current_token()
-                result = await self.generate(req, now)
-                remaining = deadline - self._clock.monotonic()
-                if not result.is_empty() or remaining <= 0 or self._notifier.closed:
-                    return result
+                closed = self._notifier.closed
+                if now.is_after(since) or closed:
+                    result = await self.generate(req, now)
+                    remaining = deadline - self._clock.monotonic()
+                    if not result.is_empty() or remaining <= 0 or closed:
+                        return result
+                else:
+                    # No stream moved past the client's token, so the result would be
+                    # empty: skip computing it (most long-polls wait right away).
+                    remaining = deadline - self._clock.monotonic()
+                    if remaining <= 0:
+                        return await self.generate(req, now)
                 if not await listener.wait(remaining):
-                    return result
+                    return await self.generate(req, self._notifier.current_token())
         finally:
             listener.close()
 
@@ -117,7 +125,7 @@ class SyncService:
     async def generate(self, req: SyncRequest, now: SyncToken) -> SyncResult:
         since = req.since or SyncToken()
         account_since = await self._account_data.get_account_data_since(
-            req.user_id, since.account_data, now.account_data
+            req.user_id, since.account_data, now.account_data, initial=req.since is None
         )
         result = SyncResult(next_batch=now)
         result.rooms = await self._rooms.build(req, now, account_since)

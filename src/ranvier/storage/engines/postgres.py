@@ -17,6 +17,7 @@ import psycopg
 import psycopg.errors
 from psycopg_pool import ConnectionPool
 
+from ranvier.storage.engines.base import InlineUnavailable
 from ranvier.storage.sql import qmark_to_format
 from ranvier.storage.txn import Cursor, EngineName, Isolation, Txn, TxnOptions
 
@@ -102,6 +103,13 @@ class PostgresEngine:
     def submit(self, fn: Callable[[Txn], R], options: TxnOptions) -> asyncio.Future[R]:
         loop = asyncio.get_running_loop()
         return loop.run_in_executor(self._executor, self._run, fn, options)
+
+    def can_run_inline(self, options: TxnOptions) -> bool:
+        # Every statement is a network round trip: never on the event loop thread.
+        return False
+
+    def run_inline(self, fn: Callable[[Txn], R], options: TxnOptions) -> R:
+        raise InlineUnavailable("PostgreSQL transactions always run on a thread")
 
     def _run(self, fn: Callable[[Txn], R], options: TxnOptions) -> R:
         conn = self._pool.getconn()

@@ -226,6 +226,15 @@ class AccountsStore:
             display_name,
         )
 
+    async def create_device(
+        self, user_id: str, device_id: str, display_name: str | None, now: int
+    ) -> bool:
+        """A device without an access token (a dehydrated device, MSC3814); False if
+        the device already exists."""
+        return await self._db.run_txn(
+            "create_device", _create_device_txn, user_id, device_id, display_name, now
+        )
+
     async def update_device_last_seen(
         self, user_id: str, device_id: str, ip: str | None, ts: int
     ) -> None:
@@ -349,6 +358,17 @@ def _deactivate_user_txn(txn: Txn, user_id: str) -> list[str]:
 
 
 # -- tokens -----------------------------------------------------------------------------
+
+
+def _create_device_txn(
+    txn: Txn, user_id: str, device_id: str, display_name: str | None, now: int
+) -> bool:
+    txn.execute(
+        "INSERT INTO devices (user_id, device_id, display_name, created_ts)"
+        " VALUES (?, ?, ?, ?) ON CONFLICT (user_id, device_id) DO NOTHING",
+        (user_id, device_id, display_name, now),
+    )
+    return txn.rowcount > 0
 
 
 def _create_login_txn(txn: Txn, login: NewLogin) -> int:

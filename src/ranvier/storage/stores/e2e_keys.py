@@ -20,7 +20,7 @@ from ranvier.storage.txn import Txn
 
 JsonDict = dict[str, Any]
 
-# A claim that lost its key to a concurrent claim tries the next one (PostgreSQL).
+# A claim that lost its key to a concurrent claim tries the next one.
 _CLAIM_ATTEMPTS: Final = 5
 
 
@@ -99,7 +99,12 @@ class E2eKeyStore:
     ) -> bool:
         """Store the device's keys; False when they are already exactly these."""
         return await self._db.run_txn(
-            "set_device_keys", _set_device_keys_txn, user_id, device_id, _dump(keys), now_ms
+            "set_device_keys",
+            _set_device_keys_txn,
+            user_id,
+            device_id,
+            _dump(keys),
+            now_ms,
         )
 
     async def get_device_keys(
@@ -175,7 +180,10 @@ class E2eKeyStore:
         )
 
     async def set_cross_signing_keys(
-        self, user_id: str, keys: Mapping[str, tuple[str, Mapping[str, Any]]], now_ms: int
+        self,
+        user_id: str,
+        keys: Mapping[str, tuple[str, Mapping[str, Any]]],
+        now_ms: int,
     ) -> None:
         """`keys`: key type -> (public key, key object)."""
         await self._db.run_txn(
@@ -188,7 +196,9 @@ class E2eKeyStore:
 
     async def add_signatures(self, rows: Sequence[SignatureRow]) -> None:
         if rows:
-            await self._db.run_txn("add_e2e_signatures", _add_signatures_txn, list(rows))
+            await self._db.run_txn(
+                "add_e2e_signatures", _add_signatures_txn, list(rows)
+            )
 
     async def get_signatures(
         self, target_user_ids: Collection[str], signer_user_ids: Collection[str]
@@ -216,6 +226,24 @@ class E2eKeyStore:
     async def get_device_list_stream_id(self, user_id: str) -> int:
         return await self._db.run_read_txn(
             "get_device_list_stream_id", _get_outbound_id_txn, user_id
+        )
+
+    # -- dehydrated devices (MSC3814) --------------------------------------------------------
+    async def set_dehydrated_device(
+        self, user_id: str, device_id: str, device_data: Mapping[str, Any]
+    ) -> str | None:
+        """Make `device_id` the user's dehydrated device; returns the one it replaces."""
+        return await self._db.run_txn(
+            "set_dehydrated_device",
+            _set_dehydrated_txn,
+            user_id,
+            device_id,
+            _dump(device_data),
+        )
+
+    async def get_dehydrated_device(self, user_id: str) -> tuple[str, JsonDict] | None:
+        return await self._db.run_read_txn(
+            "get_dehydrated_device", _get_dehydrated_txn, user_id
         )
 
     # -- remote device-list cache ------------------------------------------------------------
@@ -276,7 +304,10 @@ class E2eKeyStore:
         )
 
     async def set_remote_cross_signing_keys(
-        self, user_id: str, keys: Mapping[str, tuple[str, Mapping[str, Any]]], now_ms: int
+        self,
+        user_id: str,
+        keys: Mapping[str, tuple[str, Mapping[str, Any]]],
+        now_ms: int,
     ) -> bool:
         """An `m.signing_key_update` for a cached user; False if the user is not cached."""
         return await self._db.run_txn(
@@ -313,9 +344,7 @@ def _set_device_keys_txn(
     return True
 
 
-def _get_device_keys_txn(
-    txn: Txn, query: dict[str, list[str]]
-) -> list[DeviceKeysRow]:
+def _get_device_keys_txn(txn: Txn, query: dict[str, list[str]]) -> list[DeviceKeysRow]:
     out: list[DeviceKeysRow] = []
     base = (
         "SELECT k.user_id, k.device_id, k.key_json, d.display_name"
@@ -341,10 +370,17 @@ def _delete_device_keys_txn(txn: Txn, user_id: str, device_ids: list[str]) -> No
         return
     cond, params = txn.in_list("device_id", device_ids)
     for table in ("e2e_device_keys", "e2e_one_time_keys", "e2e_fallback_keys"):
-        txn.execute(f"DELETE FROM {table} WHERE user_id = ? AND {cond}", (user_id, *params))
+        txn.execute(
+            f"DELETE FROM {table} WHERE user_id = ? AND {cond}", (user_id, *params)
+        )
     cond, params = txn.in_list("target_key_id", device_ids)
     txn.execute(
         f"DELETE FROM e2e_cross_signing_signatures WHERE target_user_id = ? AND {cond}",
+        (user_id, *params),
+    )
+    cond, params = txn.in_list("device_id", device_ids)
+    txn.execute(
+        f"DELETE FROM e2e_dehydrated_devices WHERE user_id = ? AND {cond}",
         (user_id, *params),
     )
 
@@ -366,7 +402,14 @@ def _add_otks_txn(
         old = existing.get((k.algorithm, k.key_id), _MISSING)
         if old is _MISSING:
             new_rows.append(
-                (user_id, device_id, k.algorithm, k.key_id, encode_json(k.key).decode(), now_ms)
+                (
+                    user_id,
+                    device_id,
+                    k.algorithm,
+                    k.key_id,
+                    encode_json(k.key).decode(),
+                    now_ms,
+                )
             )
             existing[(k.algorithm, k.key_id)] = k.key
         elif old != k.key:
@@ -429,11 +472,14 @@ def _unused_fallback_txn(txn: Txn, user_id: str, device_id: str) -> list[str]:
 def _take_one_time_key(
     txn: Txn, user_id: str, device_id: str, algorithm: str
 ) -> tuple[str, Any] | None:
+    # PostgreSQL: concurrent claims lock different keys instead of queueing on (and
+    # then losing) the same first one. SQLite serialises writers anyway.
+    lock = " FOR UPDATE SKIP LOCKED" if txn.engine_name == "postgres" else ""
     for _ in range(_CLAIM_ATTEMPTS):
         txn.execute(
             "SELECT key_id, key_json FROM e2e_one_time_keys"
             " WHERE user_id = ? AND device_id = ? AND algorithm = ?"
-            " ORDER BY key_id LIMIT 1",
+            " ORDER BY key_id LIMIT 1" + lock,
             (user_id, device_id, algorithm),
         )
         row = txn.fetchone()
@@ -512,7 +558,13 @@ def _add_signatures_txn(txn: Txn, rows: list[SignatureRow]) -> None:
         " (target_user_id, target_key_id, signer_user_id, signer_key_id)"
         " DO UPDATE SET signature = excluded.signature",
         [
-            (r.signer_user_id, r.signer_key_id, r.target_user_id, r.target_key_id, r.signature)
+            (
+                r.signer_user_id,
+                r.signer_key_id,
+                r.target_user_id,
+                r.target_key_id,
+                r.signature,
+            )
             for r in rows
         ],
     )
@@ -558,6 +610,34 @@ def _allocate_ids_txn(
         (user_id, ids[-1] if ids else start - 1),
     )
     return prev, ids
+
+
+# -- dehydrated devices -----------------------------------------------------------------------
+def _set_dehydrated_txn(
+    txn: Txn, user_id: str, device_id: str, device_data: str
+) -> str | None:
+    txn.execute(
+        "SELECT device_id FROM e2e_dehydrated_devices WHERE user_id = ?"
+        + txn.engine.for_update,
+        (user_id,),
+    )
+    row = txn.fetchone()
+    txn.execute(
+        "INSERT INTO e2e_dehydrated_devices (user_id, device_id, device_data)"
+        " VALUES (?, ?, ?) ON CONFLICT (user_id) DO UPDATE SET"
+        " device_id = excluded.device_id, device_data = excluded.device_data",
+        (user_id, device_id, device_data),
+    )
+    return str(row[0]) if row is not None else None
+
+
+def _get_dehydrated_txn(txn: Txn, user_id: str) -> tuple[str, JsonDict] | None:
+    txn.execute(
+        "SELECT device_id, device_data FROM e2e_dehydrated_devices WHERE user_id = ?",
+        (user_id,),
+    )
+    row = txn.fetchone()
+    return (str(row[0]), _load(row[1])) if row is not None else None
 
 
 # -- remote cache -----------------------------------------------------------------------------
@@ -667,9 +747,7 @@ def _apply_remote_update_txn(
 def _set_remote_xsign_txn(
     txn: Txn, user_id: str, keys: dict[str, tuple[str, str]], now_ms: int
 ) -> bool:
-    txn.execute(
-        "SELECT 1 FROM e2e_remote_device_lists WHERE user_id = ?", (user_id,)
-    )
+    txn.execute("SELECT 1 FROM e2e_remote_device_lists WHERE user_id = ?", (user_id,))
     if txn.fetchone() is None:
         return False
     _upsert_xsign(txn, user_id, keys, now_ms)

@@ -16,7 +16,7 @@ Sync seams (see docs/architecture.md): `get_room_events_between`,
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -37,6 +37,7 @@ from ranvier.util.lru import LruCache
 __all__ = ["EventStore", "TimelinePage"]
 
 Direction = Literal["b", "f"]
+MembershipListener = Callable[[Collection[str]], object]
 
 # Servable timeline events: not outliers, not rejected, not soft-failed.
 _SERVABLE = "e.outlier = FALSE AND e.rejected_reason IS NULL AND e.soft_failed = FALSE"
@@ -110,6 +111,7 @@ class EventStore:
         self._db = db
         self._ids = stream_ids
         self._cache: LruCache[str, StoredEvent] = LruCache(cache_size)
+        self._membership_listeners: list[MembershipListener] = []
 
     @classmethod
     async def open(cls, db: Database, *, cache_size: int = 20_000) -> EventStore:
@@ -127,12 +129,25 @@ class EventStore:
         return self._ids
 
     # -- writing -------------------------------------------------------------------------
+    def add_membership_listener(self, listener: MembershipListener) -> None:
+        """Call `listener(user_ids)` after each commit that changed the current
+        membership of those users in some room (for caches of memberships)."""
+        self._membership_listeners.append(listener)
+
     async def persist_batch(self, batch: PersistBatch) -> None:
         """Persist one ingest step in one transaction. Stream orderings in the batch must
         have been allocated from `stream_ids`; the caller completes them afterwards."""
-        redacted = await self._db.run_txn("persist_events", persist_batch_txn, batch)
+        await self._db.run_txn("persist_events", self._persist_batch_txn, batch)
+
+    def _persist_batch_txn(self, txn: Txn, batch: PersistBatch) -> None:
+        redacted = persist_batch_txn(txn, batch)
+        # After commit, even if the caller was cancelled meanwhile.
         if redacted:
-            self._cache.invalidate(redacted)
+            txn.call_after(self._cache.invalidate, redacted)
+        users = {m.user_id for d in batch.current_state for m in d.memberships}
+        if users:
+            for listener in self._membership_listeners:
+                txn.call_after(listener, users)
 
     # -- fetching ------------------------------------------------------------------------
     async def get_events(self, event_ids: Iterable[str]) -> dict[str, StoredEvent]:

@@ -1,5 +1,6 @@
-"""Federation transport storage (schema 0004): remote server keys, destination backoff,
-the persisted outbound queues and inbound transaction de-duplication.
+"""Federation transport storage (schemas 0004, 0009): remote server keys, destination
+backoff, the persisted outbound queues (bounded per room, coalesced EDUs), the outbound
+events-stream position and inbound transaction de-duplication.
 
 Implements the narrow protocols the federation layer and the federation sender declare
 (`ServerKeyStore`, `RetryStateStore`, `OutboundQueueStore`); `app/` wires them.
@@ -7,12 +8,18 @@ Implements the narrow protocols the federation layer and the federation sender d
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ranvier.core.json import InvalidJsonError, decode_json, encode_json
 from ranvier.storage.database import Database
+from ranvier.storage.stores.event_rows import (
+    EVENT_COLUMNS,
+    StoredEvent,
+    row_to_stored_event,
+)
 from ranvier.storage.txn import Txn
 
 JsonDict = dict[str, Any]
@@ -42,6 +49,7 @@ class QueuedPdu:
     pdu_id: int
     event_id: str
     pdu_json: str
+    room_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,13 +139,47 @@ class FederationStore:
             now_ms,
         )
 
+    async def enqueue_room_pdu(
+        self,
+        destinations: Collection[str],
+        event_id: str,
+        room_id: str,
+        pdu_json: str,
+        now_ms: int,
+        *,
+        max_per_room: int,
+        catch_up: Collection[str] = (),
+    ) -> list[str]:
+        """Queue one PDU of `room_id` for every destination, then bound the room's
+        queue: for a destination in `catch_up`, or holding more than `max_per_room`
+        PDUs of the room, only this newest one is kept. Returns those destinations."""
+        return await self._db.run_txn(
+            "enqueue_room_pdu",
+            _enqueue_room_pdu_txn,
+            sorted(destinations),
+            event_id,
+            room_id,
+            pdu_json,
+            now_ms,
+            max_per_room,
+            frozenset(catch_up),
+        )
+
     async def enqueue_edu(
-        self, destination: str, edu_type: str, content_json: str, now_ms: int
+        self,
+        destination: str,
+        edu_type: str,
+        content_json: str,
+        now_ms: int,
+        *,
+        coalesce_key: str | None = None,
     ) -> int:
+        """Queue one EDU; with `coalesce_key`, it replaces a queued EDU of the same
+        destination, type and key (only the latest typing/presence state matters)."""
         return await self._db.run_txn(
             "enqueue_edu",
             _enqueue_edu_txn,
-            (destination, edu_type, content_json, now_ms),
+            (destination, edu_type, content_json, now_ms, coalesce_key),
         )
 
     async def get_pending_destinations(self) -> list[str]:
@@ -162,6 +204,32 @@ class FederationStore:
             destination,
             sorted(pdu_ids),
             sorted(edu_ids),
+        )
+
+    # -- outbound events stream -------------------------------------------------------------
+    async def get_stream_position(self, stream_name: str) -> int | None:
+        return await self._db.run_read_txn(
+            "get_federation_stream_position", _get_position_txn, stream_name
+        )
+
+    async def set_stream_position(self, stream_name: str, position: int) -> None:
+        await self._db.run_txn(
+            "set_federation_stream_position", _set_position_txn, stream_name, position
+        )
+
+    async def get_local_events_after(
+        self, server_name: str, after: int, upto: int, limit: int
+    ) -> tuple[list[StoredEvent], int]:
+        """Timeline events sent by `server_name`'s users with `after < stream_ordering
+        <= upto`, oldest first (what the notifier would have handed out), scanning at
+        most `limit` rows; with the position scanned up to (`upto` when done)."""
+        return await self._db.run_read_txn(
+            "get_local_events_after",
+            _local_events_after_txn,
+            server_name,
+            after,
+            upto,
+            limit,
         )
 
     # -- inbound transactions ---------------------------------------------------------------
@@ -260,10 +328,74 @@ def _enqueue_pdu_txn(
     return pdu_id
 
 
-def _enqueue_edu_txn(txn: Txn, row: tuple[str, str, str, int]) -> int:
+def _enqueue_room_pdu_txn(
+    txn: Txn,
+    destinations: list[str],
+    event_id: str,
+    room_id: str,
+    pdu_json: str,
+    now_ms: int,
+    max_per_room: int,
+    catch_up: frozenset[str],
+) -> list[str]:
+    txn.execute(
+        "INSERT INTO federation_outbound_pdus (event_id, room_id, pdu_json, created_ts)"
+        " VALUES (?, ?, ?, ?) RETURNING pdu_id",
+        (event_id, room_id, pdu_json, now_ms),
+    )
+    row = txn.fetchone()
+    assert row is not None
+    pdu_id = int(row[0])
+    txn.executemany(
+        "INSERT INTO federation_destination_pdus (destination, pdu_id) VALUES (?, ?)",
+        [(d, pdu_id) for d in destinations],
+    )
+    txn.execute(
+        "SELECT d.destination, COUNT(*) FROM federation_destination_pdus d"
+        " JOIN federation_outbound_pdus p ON p.pdu_id = d.pdu_id"
+        " WHERE p.room_id = ? GROUP BY d.destination",
+        (room_id,),
+    )
+    counts = {r[0]: int(r[1]) for r in txn.fetchall()}
+    trimmed = [
+        d
+        for d in destinations
+        if counts.get(d, 0) > max_per_room or (d in catch_up and counts.get(d, 0) > 1)
+    ]
+    if trimmed:
+        _trim_room_txn(txn, trimmed, room_id, pdu_id)
+    return trimmed
+
+
+def _trim_room_txn(
+    txn: Txn, destinations: list[str], room_id: str, newest: int
+) -> None:
+    """Forget the queued PDUs of `room_id` older than `newest` for `destinations`."""
+    cond, params = txn.in_list("destination", destinations)
+    txn.execute(
+        f"DELETE FROM federation_destination_pdus WHERE {cond} AND pdu_id IN ("
+        " SELECT pdu_id FROM federation_outbound_pdus WHERE room_id = ? AND pdu_id < ?)",
+        [*params, room_id, newest],
+    )
+    txn.execute(
+        "DELETE FROM federation_outbound_pdus WHERE room_id = ? AND pdu_id < ?"
+        " AND NOT EXISTS (SELECT 1 FROM federation_destination_pdus d"
+        " WHERE d.pdu_id = federation_outbound_pdus.pdu_id)",
+        (room_id, newest),
+    )
+
+
+def _enqueue_edu_txn(txn: Txn, row: tuple[str, str, str, int, str | None]) -> int:
+    destination, edu_type, _content, _now, key = row
+    if key is not None:
+        txn.execute(
+            "DELETE FROM federation_outbound_edus WHERE destination = ?"
+            " AND edu_type = ? AND coalesce_key = ?",
+            (destination, edu_type, key),
+        )
     txn.execute(
         "INSERT INTO federation_outbound_edus (destination, edu_type, content_json,"
-        " created_ts) VALUES (?, ?, ?, ?) RETURNING edu_id",
+        " created_ts, coalesce_key) VALUES (?, ?, ?, ?, ?) RETURNING edu_id",
         row,
     )
     result = txn.fetchone()
@@ -283,12 +415,13 @@ def _get_batch_txn(
     txn: Txn, destination: str, max_pdus: int, max_edus: int
 ) -> OutboundBatch:
     txn.execute(
-        "SELECT p.pdu_id, p.event_id, p.pdu_json FROM federation_destination_pdus d"
+        "SELECT p.pdu_id, p.event_id, p.pdu_json, p.room_id"
+        " FROM federation_destination_pdus d"
         " JOIN federation_outbound_pdus p ON p.pdu_id = d.pdu_id"
         " WHERE d.destination = ? ORDER BY d.pdu_id LIMIT ?",
         (destination, max_pdus),
     )
-    pdus = [QueuedPdu(int(r[0]), r[1], r[2]) for r in txn.fetchall()]
+    pdus = [QueuedPdu(int(r[0]), r[1], r[2], r[3]) for r in txn.fetchall()]
     txn.execute(
         "SELECT edu_id, edu_type, content_json FROM federation_outbound_edus"
         " WHERE destination = ? ORDER BY edu_id LIMIT ?",
@@ -320,6 +453,45 @@ def _delete_delivered_txn(
             f"DELETE FROM federation_outbound_edus WHERE destination = ? AND {cond}",
             [destination, *params],
         )
+
+
+def _get_position_txn(txn: Txn, stream_name: str) -> int | None:
+    txn.execute(
+        "SELECT stream_position FROM federation_stream_positions WHERE stream_name = ?",
+        (stream_name,),
+    )
+    row = txn.fetchone()
+    return int(row[0]) if row is not None else None
+
+
+def _set_position_txn(txn: Txn, stream_name: str, position: int) -> None:
+    txn.execute(
+        "INSERT INTO federation_stream_positions (stream_name, stream_position)"
+        " VALUES (?, ?) ON CONFLICT (stream_name) DO UPDATE"
+        " SET stream_position = excluded.stream_position",
+        (stream_name, position),
+    )
+
+
+def _local_events_after_txn(
+    txn: Txn, server_name: str, after: int, upto: int, limit: int
+) -> tuple[list[StoredEvent], int]:
+    # The sender's domain is matched exactly after the query (LIKE's case rules
+    # differ between engines); the pattern only narrows the scan.
+    pattern = "%:" + re.sub(r"([\\%_])", r"\\\1", server_name)
+    txn.execute(
+        f"SELECT {EVENT_COLUMNS}, e.sender FROM events AS e"
+        " WHERE e.stream_ordering > ? AND e.stream_ordering <= ?"
+        " AND e.outlier = FALSE AND e.rejected_reason IS NULL"
+        " AND e.soft_failed = FALSE AND e.sender LIKE ? ESCAPE '\\'"
+        " ORDER BY e.stream_ordering LIMIT ?",
+        (after, upto, pattern, limit),
+    )
+    rows = txn.fetchall()
+    suffix = ":" + server_name
+    events = [row_to_stored_event(r[:-1]) for r in rows if r[-1].endswith(suffix)]
+    scanned = int(rows[-1][0]) if len(rows) == limit else upto
+    return events, scanned
 
 
 def _get_received_txn(txn: Txn, origin: str, txn_id: str) -> JsonDict | None:

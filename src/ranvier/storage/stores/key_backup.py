@@ -194,7 +194,9 @@ def _create_version_txn(txn: Txn, user_id: str, algorithm: str, auth_data: str) 
     return version
 
 
-def _get_version_txn(txn: Txn, user_id: str, version: int | None) -> BackupVersion | None:
+def _get_version_txn(
+    txn: Txn, user_id: str, version: int | None
+) -> BackupVersion | None:
     return _version_row(txn, user_id, version)
 
 
@@ -261,7 +263,8 @@ def _put_keys_txn(
     for new in keys:
         txn.execute(
             f"SELECT {_KEY_COLUMNS} FROM e2e_room_keys WHERE user_id = ?"
-            " AND version = ? AND room_id = ? AND session_id = ?" + txn.engine.for_update,
+            " AND version = ? AND room_id = ? AND session_id = ?"
+            + txn.engine.for_update,
             (user_id, version, new.room_id, new.session_id),
         )
         row = txn.fetchone()

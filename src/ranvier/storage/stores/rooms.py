@@ -10,7 +10,7 @@ Sync seams: `get_rooms_for_user`, `get_membership_changes_for_user`,
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,6 +71,7 @@ class RoomStore:
         self._db = db
         # A room's version never changes: remember it once read.
         self._versions: dict[str, RoomVersion] = {}
+        self._membership_listeners: list[Callable[[Collection[str]], object]] = []
 
     # -- rooms ---------------------------------------------------------------------------
     async def get_room(self, room_id: str) -> RoomRow | None:
@@ -299,6 +300,13 @@ class RoomStore:
 
         return await self._db.run_read_txn("has_ever_joined", txn_fn)
 
+    def add_membership_listener(
+        self, listener: Callable[[Collection[str]], object]
+    ) -> None:
+        """Call `listener(user_ids)` after a commit that changed those users' current
+        memberships (here: forgetting a room)."""
+        self._membership_listeners.append(listener)
+
     async def forget_room(self, room_id: str, user_id: str) -> None:
         def txn_fn(txn: Txn) -> None:
             txn.execute(
@@ -306,5 +314,7 @@ class RoomStore:
                 "WHERE room_id = ? AND user_id = ?",
                 (room_id, user_id),
             )
+            for listener in self._membership_listeners:
+                txn.call_after(listener, {user_id})
 
         await self._db.run_txn("forget_room", txn_fn)

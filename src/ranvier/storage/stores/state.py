@@ -85,6 +85,24 @@ def _load_group_txn(txn: Txn, group_id: int) -> StateGroup | None:
     return StateGroup(group_id, state, int(row[0]) if row else chain_length)
 
 
+def _load_groups_txn(txn: Txn, group_ids: list[int]) -> list[StateGroup]:
+    groups = (_load_group_txn(txn, group_id) for group_id in group_ids)
+    return [g for g in groups if g is not None]
+
+
+def _event_groups_txn(txn: Txn, event_ids: list[str]) -> dict[str, EventStateGroups]:
+    cond, params = txn.in_list("event_id", event_ids)
+    txn.execute(
+        "SELECT event_id, state_group_before, state_group_after "
+        f"FROM event_state_groups WHERE {cond}",
+        params,
+    )
+    return {
+        str(r[0]): EventStateGroups(None if r[1] is None else int(r[1]), int(r[2]))
+        for r in txn.fetchall()
+    }
+
+
 def _max_group_txn(txn: Txn) -> int:
     txn.execute("SELECT MAX(id) FROM state_groups")
     row = txn.fetchone()
@@ -99,11 +117,13 @@ class StateStore:
         *,
         max_chain_length: int = DEFAULT_MAX_CHAIN_LENGTH,
         cache_size: int = 2_000,
+        event_cache_size: int = 20_000,
     ) -> None:
         self._db = db
         self._group_ids = itertools.count(last_group_id + 1)
         self.max_chain_length = max_chain_length
         self._groups: LruCache[int, StateGroup] = LruCache(cache_size)
+        self._event_groups: LruCache[str, EventStateGroups] = LruCache(event_cache_size)
 
     @classmethod
     async def open(
@@ -121,36 +141,51 @@ class StateStore:
 
     # -- state groups ----------------------------------------------------------------------
     async def get_state_group(self, group_id: int) -> StateGroup | None:
-        cached = self._groups.get(group_id)
-        if cached is not None:
-            return cached
-        group = await self._db.run_read_txn(
-            "get_state_group", _load_group_txn, group_id
-        )
-        if group is not None:
-            self._groups.set(group_id, group)
-        return group
+        return (await self.get_state_groups([group_id])).get(group_id)
+
+    async def get_state_groups(
+        self, group_ids: Collection[int]
+    ) -> dict[int, StateGroup]:
+        """The groups among `group_ids` that exist; the uncached ones are loaded in one
+        transaction."""
+        found: dict[int, StateGroup] = {}
+        missing: list[int] = []
+        for group_id in dict.fromkeys(group_ids):
+            cached = self._groups.get(group_id)
+            if cached is not None:
+                found[group_id] = cached
+            else:
+                missing.append(group_id)
+        if missing:
+            loaded = await self._db.run_read_txn(
+                "get_state_groups", _load_groups_txn, missing
+            )
+            for group in loaded:
+                self._groups.set(group.id, group)
+                found[group.id] = group
+        return found
 
     async def get_state_groups_for_events(
         self, event_ids: Collection[str]
     ) -> dict[str, EventStateGroups]:
-        def txn_fn(txn: Txn) -> dict[str, EventStateGroups]:
-            cond, params = txn.in_list("event_id", event_ids)
-            txn.execute(
-                "SELECT event_id, state_group_before, state_group_after "
-                f"FROM event_state_groups WHERE {cond}",
-                params,
+        # Rows of `event_state_groups` are never changed once written, so found ones
+        # are cached for good (absent ones are not: an outlier may get one later).
+        found: dict[str, EventStateGroups] = {}
+        missing: list[str] = []
+        for event_id in dict.fromkeys(event_ids):
+            cached = self._event_groups.get(event_id)
+            if cached is not None:
+                found[event_id] = cached
+            else:
+                missing.append(event_id)
+        if missing:
+            loaded = await self._db.run_read_txn(
+                "get_state_groups_for_events", _event_groups_txn, missing
             )
-            return {
-                str(r[0]): EventStateGroups(
-                    None if r[1] is None else int(r[1]), int(r[2])
-                )
-                for r in txn.fetchall()
-            }
-
-        if not event_ids:
-            return {}
-        return await self._db.run_read_txn("get_state_groups_for_events", txn_fn)
+            for event_id, groups in loaded.items():
+                self._event_groups.set(event_id, groups)
+            found.update(loaded)
+        return found
 
     async def get_state_ids_at_event(
         self, event_id: str, *, before: bool = False

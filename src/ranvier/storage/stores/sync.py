@@ -22,6 +22,7 @@ from ranvier.storage.stores.event_rows import (
 )
 from ranvier.storage.stores.presence import PresenceRow
 from ranvier.storage.txn import Txn
+from ranvier.util.lru import LruCache
 
 _SERVABLE = "e.outlier = FALSE AND e.rejected_reason IS NULL AND e.soft_failed = FALSE"
 
@@ -104,8 +105,23 @@ def filter_clause(flt: RoomEventFilter | None) -> tuple[str, list[Any]]:
 
 
 class SyncStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, membership_cache_size: int = 10_000) -> None:
         self._db = db
+        # user -> current memberships: read by every sync (several times per long-poll
+        # wake-up). Only correct while `invalidate_memberships` is called after every
+        # commit changing `current_memberships` (the composition root wires it to the
+        # event and room stores); without that wiring nothing is cached.
+        self._rooms_for_user: LruCache[str, list[MembershipRow]] = LruCache(
+            membership_cache_size
+        )
+        self._cache_memberships = False
+
+    def enable_membership_cache(self) -> None:
+        """Start caching memberships; call once `invalidate_memberships` is wired."""
+        self._cache_memberships = True
+
+    def invalidate_memberships(self, user_ids: Collection[str]) -> None:
+        self._rooms_for_user.invalidate(user_ids)
 
     # -- memberships -----------------------------------------------------------------------
     async def get_membership(self, room_id: str, user_id: str) -> MembershipRow | None:
@@ -115,9 +131,19 @@ class SyncStore:
 
     async def get_rooms_for_user(self, user_id: str) -> list[MembershipRow]:
         """Every current membership of the user (not forgotten)."""
-        return await self._db.run_read_txn(
+        if not self._cache_memberships:
+            return await self._db.run_read_txn(
+                "sync_get_rooms_for_user", _get_rooms_for_user_txn, user_id
+            )
+        cached = self._rooms_for_user.get(user_id)
+        if cached is not None:
+            return list(cached)
+        generation = self._rooms_for_user.generation()
+        rows = await self._db.run_read_txn(
             "sync_get_rooms_for_user", _get_rooms_for_user_txn, user_id
         )
+        self._rooms_for_user.set_if_unchanged(user_id, rows, generation)
+        return list(rows)
 
     async def get_membership_changes(
         self, user_id: str, from_pos: int, to_pos: int

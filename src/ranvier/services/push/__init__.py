@@ -1,0 +1,1 @@
+"""Push notifications: rules, evaluation of events, counts, pushers and notifications."""

@@ -1,0 +1,312 @@
+"""Evaluating push rules for every event the pipeline persists (DESIGN.md path 1:
+"notify ... evaluate push rules, update counts").
+
+`PushEvaluator` is a link of the pipeline's `NotifierChain`: `on_new_event` only queues
+(the notifier must not block or raise); one supervised worker evaluates events in
+stream order, for all local members of the room at once (plus the target of an
+invite), writes one batch of `event_push_actions` rows, then tells the pushers.
+
+Counts must match the timeline a sync returns: a sync reading up to position P first
+waits (briefly, bounded) until every event at or below P has been evaluated
+(`wait_for`). Every readable position has been handed to `on_new_event` before anyone
+can read it (the pipeline calls the notifier right after the position completes, with
+no await in between), so "nothing pending at or below P" is exact.
+
+Room facts (members, power levels, display names) are cached per room and dropped when
+a state event arrives, or an event merges several branches (state resolution may have
+changed the state without a state event of ours).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ranvier.core.auth import CREATE_KEY, POWER_LEVELS_KEY
+from ranvier.core.auth.levels import get_user_power_level_from
+from ranvier.core.events.event import Event, StateKey
+from ranvier.core.push.evaluator import (
+    PushActions,
+    Recipient,
+    RoomFacts,
+    evaluate_for_recipients,
+)
+from ranvier.services.push.rules import PushRulesService
+from ranvier.storage.stores.event_rows import StoredEvent
+from ranvier.storage.stores.push import MAIN_THREAD, PushActionRow
+from ranvier.util.clock import Clock
+from ranvier.util.lru import LruCache
+from ranvier.util.supervisor import TaskSupervisor
+
+logger = logging.getLogger(__name__)
+
+_BATCH = 100
+MEMBER = "m.room.member"
+
+
+class RoomMembers(Protocol):
+    async def get_joined_user_ids(self, room_id: str) -> list[str]: ...
+
+
+class CurrentState(Protocol):
+    async def get_current_state_events(
+        self, room_id: str, keys: Collection[StateKey]
+    ) -> dict[StateKey, Event]: ...
+
+
+class EventLookup(Protocol):
+    async def get_event(self, event_id: str) -> StoredEvent | None: ...
+
+
+class ActionsWriter(Protocol):
+    async def add_push_actions(self, rows: Sequence[PushActionRow]) -> None: ...
+
+
+class PushActionsListener(Protocol):
+    """The pushers: new notifications for these users were written."""
+
+    def on_push_actions(self, rows: Sequence[PushActionRow]) -> None: ...
+
+
+@dataclass(slots=True)
+class _RoomInfo:
+    members: list[str]
+    local: list[str]
+    create: Event | None
+    power_levels: Event | None
+    display_names: dict[str, str | None] = field(default_factory=dict)
+
+
+def thread_relation(content: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """(thread root, other related event) named by `m.relates_to`."""
+    rel = content.get("m.relates_to")
+    if not isinstance(rel, Mapping):
+        return None, None
+    target = rel.get("event_id")
+    if not isinstance(target, str):
+        return None, None
+    if rel.get("rel_type") == "m.thread":
+        return target, None
+    return None, target
+
+
+class PushEvaluator:
+    def __init__(
+        self,
+        *,
+        server_name: str,
+        store: ActionsWriter,
+        rules: PushRulesService,
+        members: RoomMembers,
+        state: CurrentState,
+        events: EventLookup,
+        clock: Clock,
+        supervisor: TaskSupervisor,
+        room_cache_size: int = 5_000,
+    ) -> None:
+        self._suffix = ":" + server_name
+        self._store = store
+        self._rules = rules
+        self._members = members
+        self._state = state
+        self._events = events
+        self._clock = clock
+        self._supervisor = supervisor
+        self._rooms: LruCache[str, _RoomInfo] = LruCache(room_cache_size)
+        self._queue: deque[tuple[Event, int]] = deque()
+        self._pending: set[int] = set()
+        self._wake = asyncio.Event()
+        self._progress = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.listeners: list[PushActionsListener] = []
+
+    # -- the notifier link -----------------------------------------------------------
+    def on_new_event(
+        self, event: Event, stream_ordering: int, *, extra_users: Iterable[str] = ()
+    ) -> None:
+        # Backfilled history (negative positions) is never new to anyone.
+        if stream_ordering <= 0:
+            return
+        if self._task is None or self._task.done():
+            try:
+                self._task = self._supervisor.start("push-evaluator", self._run())
+            except RuntimeError:
+                return  # shutting down
+        self._queue.append((event, stream_ordering))
+        self._pending.add(stream_ordering)
+        self._wake.set()
+
+    async def wait_for(self, position: int, max_wait: float = 2.0) -> None:
+        """Return once every event at or below `position` is evaluated (or on timeout:
+        counts are then a little behind, never a stuck sync)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max_wait
+        while self._pending and min(self._pending) <= position:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                logger.warning("push evaluation is behind position %d", position)
+                return
+            progress = self._progress
+            try:
+                await asyncio.wait_for(progress.wait(), remaining)
+            except TimeoutError:
+                continue
+
+    # -- the worker ------------------------------------------------------------------
+    async def _run(self) -> None:
+        while True:
+            if not self._queue:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            batch = [
+                self._queue.popleft() for _ in range(min(_BATCH, len(self._queue)))
+            ]
+            rows: list[PushActionRow] = []
+            try:
+                for event, position in batch:
+                    rows.extend(await self._evaluate_safely(event, position))
+                await self._store.add_push_actions(rows)
+            except Exception:
+                logger.exception("storing push actions failed")
+                rows = []
+            finally:
+                for _, position in batch:
+                    self._pending.discard(position)
+                self._progress.set()
+                self._progress = asyncio.Event()
+            if rows:
+                for listener in self.listeners:
+                    try:
+                        listener.on_push_actions(rows)
+                    except Exception:
+                        logger.exception("push actions listener failed")
+
+    async def _evaluate_safely(
+        self, event: Event, position: int
+    ) -> list[PushActionRow]:
+        try:
+            return await self.evaluate(event, position)
+        except Exception:
+            logger.exception("push rule evaluation failed for %s", event.event_id)
+            return []
+
+    async def evaluate(self, event: Event, position: int) -> list[PushActionRow]:
+        """Push actions of `event` for every local user it notifies."""
+        if event.is_state() or len(event.prev_event_ids) > 1:
+            self._rooms.invalidate([event.room_id])
+        info = await self._room_info(event.room_id)
+        recipients = [u for u in info.local if u != event.sender]
+        target = event.state_key
+        if (
+            event.type == MEMBER
+            and event.membership == "invite"
+            and target is not None
+            and target.endswith(self._suffix)
+            and target != event.sender
+            and target not in recipients
+        ):
+            recipients.append(target)
+        if not recipients:
+            return []
+        compiled = await self._rules.get_compiled(recipients)
+        names = await self._display_names(
+            event.room_id,
+            info,
+            [u for u in recipients if compiled[u].uses_display_name],
+        )
+        decided = evaluate_for_recipients(
+            event.data,
+            self._facts(event, info),
+            [Recipient(u, compiled[u], names.get(u)) for u in recipients],
+        )
+        if not decided:
+            return []
+        thread_id = await self._thread_id(event)
+        now = self._clock.time_msec()
+        return [
+            _row(user_id, event, position, thread_id, actions, now)
+            for user_id, actions in decided.items()
+        ]
+
+    def _facts(self, event: Event, info: _RoomInfo) -> RoomFacts:
+        sender_level: int | float = 0
+        if info.create is not None:
+            sender_level = get_user_power_level_from(
+                event.sender, info.create, info.power_levels
+            )
+        levels: Mapping[str, Any] = {}
+        if info.power_levels is not None:
+            raw = info.power_levels.content.get("notifications")
+            if isinstance(raw, Mapping):
+                levels = raw
+        return RoomFacts(len(info.members), sender_level, levels)
+
+    async def _room_info(self, room_id: str) -> _RoomInfo:
+        cached = self._rooms.get(room_id)
+        if cached is not None:
+            return cached
+        generation = self._rooms.generation()
+        members = await self._members.get_joined_user_ids(room_id)
+        state = await self._state.get_current_state_events(
+            room_id, [CREATE_KEY, POWER_LEVELS_KEY]
+        )
+        info = _RoomInfo(
+            members=members,
+            local=[m for m in members if m.endswith(self._suffix)],
+            create=state.get(CREATE_KEY),
+            power_levels=state.get(POWER_LEVELS_KEY),
+        )
+        self._rooms.set_if_unchanged(room_id, info, generation)
+        return info
+
+    async def _display_names(
+        self, room_id: str, info: _RoomInfo, user_ids: list[str]
+    ) -> dict[str, str | None]:
+        missing = [u for u in user_ids if u not in info.display_names]
+        if missing:
+            found = await self._state.get_current_state_events(
+                room_id, [(MEMBER, u) for u in missing]
+            )
+            for u in missing:
+                member = found.get((MEMBER, u))
+                name = member.content.get("displayname") if member else None
+                info.display_names[u] = name if isinstance(name, str) else None
+        return {u: info.display_names.get(u) for u in user_ids}
+
+    async def _thread_id(self, event: Event) -> str:
+        root, related = thread_relation(event.content)
+        if root is not None:
+            return root
+        if related is not None:
+            # A reaction or edit belongs to the thread of the event it relates to.
+            parent = await self._events.get_event(related)
+            if parent is not None and parent.event.room_id == event.room_id:
+                parent_root, _ = thread_relation(parent.event.content)
+                if parent_root is not None:
+                    return parent_root
+        return MAIN_THREAD
+
+
+def _row(
+    user_id: str,
+    event: Event,
+    position: int,
+    thread_id: str,
+    actions: PushActions,
+    now: int,
+) -> PushActionRow:
+    return PushActionRow(
+        user_id=user_id,
+        room_id=event.room_id,
+        event_id=event.event_id,
+        stream_ordering=position,
+        thread_id=thread_id,
+        actions=actions.actions,
+        highlight=actions.highlight,
+        received_ts=now,
+    )

@@ -1,0 +1,1 @@
+"""Pusher delivery: one supervised worker per pusher (HTTP push gateways, e-mail)."""
