@@ -95,6 +95,8 @@ def build_push_core(
         events=rooms.events,
         clock=clock,
         supervisor=supervisor,
+        log=store,
+        current_position=rooms.events.get_current_position,
     )
     link.bind(evaluator)
     return PushCore(store, rules, evaluator, NotificationCountService(store, evaluator))
@@ -124,6 +126,8 @@ class Push:
 
     async def start(self) -> None:
         await self.pool.start()
+        # After the pushers, so they hear of what the replay finds.
+        await self.core.evaluator.start()
         _ = self.supervisor.start("push-actions-retention", self.retention.run())
 
     async def close(self) -> None:
@@ -195,7 +199,13 @@ def build_push(
     core.evaluator.listeners.append(pool)
     sync.receipts.listeners.append(pool)
     hooks.devices_deleted.append(pushers)
-    notifications = NotificationsService(core.store, rooms.events, rooms.serializer)
+    notifications = NotificationsService(
+        core.store,
+        rooms.events,
+        rooms.serializer,
+        progress=core.evaluator,
+        current_position=rooms.events.get_current_position,
+    )
     return Push(
         core=core,
         pushers=pushers,

@@ -4,7 +4,7 @@ the user was notified about, newest first, with whether each has been read."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 from ranvier.core.errors import invalid_param
@@ -43,13 +43,25 @@ def parse_from_token(token: str | None) -> int | None:
     return int(token)
 
 
+class EvaluationProgress(Protocol):
+    async def wait_for(self, position: int, max_wait: float = 2.0) -> None: ...
+
+
 class NotificationsService:
     def __init__(
-        self, store: PushStore, events: EventsSource, serializer: EventSerializer
+        self,
+        store: PushStore,
+        events: EventsSource,
+        serializer: EventSerializer,
+        *,
+        progress: EvaluationProgress | None = None,
+        current_position: Callable[[], int] | None = None,
     ) -> None:
         self._store = store
         self._events = events
         self._serializer = serializer
+        self._progress = progress
+        self._current_position = current_position
 
     async def get_notifications(
         self,
@@ -61,6 +73,10 @@ class NotificationsService:
     ) -> JsonDict:
         before = parse_from_token(from_token)
         n = min(max(limit or DEFAULT_LIMIT, 1), MAX_LIMIT)
+        if self._progress is not None and self._current_position is not None:
+            # Push rules run after an event is persisted: like sync, don't answer before
+            # the events already readable have been evaluated (bounded wait).
+            await self._progress.wait_for(self._current_position())
         rows = await self._store.get_notifications(
             user_id, before, n, only_highlight=only == "highlight"
         )
