@@ -8,6 +8,8 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from ranvier.storage.txn import EngineName
 from tests.helpers.accounts import accounts_server
 from tests.helpers.sync import User, new_user
@@ -390,3 +392,40 @@ async def test_direct_chats_and_invites_notify(tmp_path: Path) -> None:
         await send(alice, room, {"body": "muted"}, "d2")
         sync = await bob.sync()
         assert counts(sync, room)["notification_count"] == 1
+
+
+async def test_events_persisted_before_a_stop_are_evaluated_after_restart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with accounts_server(tmp_path) as (hs, api):
+        alice = await new_user(api, "alice")
+        bob = await new_user(api, "bob")
+        room = await alice.create_room(preset="public_chat")
+        await bob.join(room)
+        push = hs.running.homeserver.push
+        assert push is not None
+        # Committed, but the server stops (or crashes) before the evaluator gets it.
+        monkeypatch.setattr(push.core.evaluator, "on_new_event", _lost)
+        await send(alice, room, {"body": "just before the stop"}, "s1")
+        assert counts(await bob.sync(), room)["notification_count"] == 0
+    async with accounts_server(tmp_path) as (hs, api):
+        bob = User(api, bob.user_id, bob.token, bob.device_id)
+        assert counts(await bob.sync(), room) == {
+            "notification_count": 1,
+            "highlight_count": 0,
+        }
+        # Forget how far evaluation got: the next start evaluates everything again.
+        push = hs.running.homeserver.push
+        assert push is not None
+        await push.core.store.add_push_actions([], 0)
+    async with accounts_server(tmp_path) as (hs, api):
+        bob = User(api, bob.user_id, bob.token, bob.device_id)
+        assert counts(await bob.sync(), room)["notification_count"] == 1
+        listed = await bob.ok("GET", "/notifications")
+        assert [n["event"]["content"].get("body") for n in listed["notifications"]] == [
+            "just before the stop"
+        ]
+
+
+def _lost(*_args: object, **_kwargs: object) -> None:
+    return None

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections.abc import Sequence
 
 import pytest
@@ -14,9 +16,17 @@ from ranvier.services.accounts.hooks import AccountHooks
 from ranvier.services.accounts.identifiers import check_new_localpart, hash_token
 from ranvier.services.accounts.passwords import PasswordHasher
 from ranvier.services.accounts.profiles import ProfileService
-from ranvier.services.accounts.registration import RegistrationService
+from ranvier.services.accounts.registration import (
+    RegisterRequest,
+    RegistrationService,
+)
 from ranvier.services.accounts.sessions import SessionService, TokenPolicy
-from ranvier.services.accounts.uia import DummyStage, UserInteractiveAuth
+from ranvier.services.accounts.uia import (
+    DummyStage,
+    UiaRequest,
+    UiaRequiredError,
+    UserInteractiveAuth,
+)
 from ranvier.storage.database import Database
 from ranvier.storage.stores.accounts import AccessTokenRow, AccountsStore
 from ranvier.storage.stores.profiles import ProfileStore
@@ -76,16 +86,28 @@ class Broken:
         raise RuntimeError("listener bug")
 
 
+class CountingHasher(PasswordHasher):
+    def __init__(self, **kw: int) -> None:
+        super().__init__(**kw)
+        self.hashes = 0
+
+    async def hash(self, password: str) -> str:
+        self.hashes += 1
+        return await super().hash(password)
+
+
 class Services:
     def __init__(self, db: Database) -> None:
         self.clock = FakeClock()
         self.store = CountingStore(db)
         self.hooks = AccountHooks()
-        hasher = PasswordHasher(time_cost=1, memory_cost_kib=64, parallelism=1)
+        hasher = CountingHasher(time_cost=1, memory_cost_kib=64, parallelism=1)
+        self.hasher = hasher
         self.sessions = SessionService(
             self.store, self.clock, TokenPolicy(cache_size=2)
         )
         reg_store = RegistrationStore(db)
+        self.reg_store = reg_store
         uia = UserInteractiveAuth(
             reg_store, self.clock, {"m.login.dummy": DummyStage()}
         )
@@ -217,3 +239,97 @@ def test_localpart_rules() -> None:
         with pytest.raises(MatrixError):
             check_new_localpart(bad, SERVER)
     assert hash_token("t") == hash_token("t") != hash_token("u")
+
+
+def register_request(username: str, password: str | None) -> RegisterRequest:
+    return RegisterRequest(
+        username=username,
+        password=password,
+        device_id=None,
+        initial_device_display_name=None,
+        inhibit_login=True,
+        want_refresh=False,
+        guest_access_token=None,
+        client_ip=None,
+    )
+
+
+def uia_request(auth: dict[str, str] | None) -> UiaRequest:
+    return UiaRequest(uri="/register", method="POST", auth=auth)
+
+
+async def first_round(s: Services, username: str, password: str) -> str:
+    with pytest.raises(UiaRequiredError) as info:
+        await s.registration.register(
+            register_request(username, password), uia_request(None)
+        )
+    return info.value.session_id
+
+
+@pytest.mark.parametrize("resend_password", [True, False])
+async def test_registration_hashes_the_password_once(
+    database: Database, resend_password: bool
+) -> None:
+    s = Services(database)
+    session_id = await first_round(s, "reg", "secret pw")
+    assert s.hasher.hashes == 1
+    # The session keeps only the slow hash: nothing cheaper to attack.
+    session = await s.reg_store.get_uia_session(session_id)
+    assert session is not None
+    assert set(session.data) == {"user_id", "password_hash"}
+    assert session.data["password_hash"].startswith("$argon2id$")
+    assert "secret pw" not in repr(session)
+    # Most clients send the password again on the last round.
+    done = await s.registration.register(
+        register_request("reg", "secret pw" if resend_password else None),
+        uia_request({"type": "m.login.dummy", "session": session_id}),
+    )
+    assert s.hasher.hashes == 1
+    user = await s.store.get_user(done.user_id)
+    assert user is not None
+    assert user.password_hash is not None
+    assert await s.hasher.verify(user.password_hash, "secret pw")
+
+
+async def test_one_round_registration_hashes_once(database: Database) -> None:
+    s = Services(database)
+    await s.registration.register(
+        register_request("quick", "pw"), uia_request({"type": "m.login.dummy"})
+    )
+    assert s.hasher.hashes == 1
+
+
+class SlowArgon:
+    """Stands in for argon2: records how many hashes run at once, and on which threads."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.running = 0
+        self.most = 0
+        self.threads: set[threading.Thread] = set()
+
+    def hash(self, password: str) -> str:
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+            self.threads.add(threading.current_thread())
+        time.sleep(0.02)
+        with self.lock:
+            self.running -= 1
+        return "hashed " + password
+
+
+async def test_password_hashing_runs_on_its_own_bounded_pool() -> None:
+    hasher = PasswordHasher(max_threads=2)
+    slow = SlowArgon()
+    hasher._hasher = slow  # type: ignore[assignment]
+    hashes = await asyncio.gather(*(hasher.hash(f"pw{i}") for i in range(8)))
+    assert hashes == [f"hashed pw{i}" for i in range(8)]
+    # Queued, not one 19 MiB argon2 buffer per thread of the default pool.
+    assert slow.most == 2
+    assert len(slow.threads) == 2
+    assert all(t.name.startswith("password-hash") for t in slow.threads)
+    await hasher.close()
+    assert not any(t.is_alive() for t in slow.threads)
+    with pytest.raises(RuntimeError):
+        await hasher.hash("after shutdown")

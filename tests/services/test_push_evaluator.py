@@ -234,3 +234,157 @@ async def test_the_worker_writes_in_order_and_wait_for_is_a_barrier() -> None:
         await asyncio.wait_for(evaluator.wait_for(3, max_wait=0.1), 2)
     finally:
         await supervisor.shutdown()
+
+
+class FakeLog(FakeActions):
+    """The push store's durable side: actions keyed by (user, event), the position."""
+
+    def __init__(self, saved: int | None, events: list[StoredEvent]) -> None:
+        super().__init__()
+        self.position = saved
+        self.events = events
+        self.pages: list[tuple[int, int]] = []
+        self.fail = False
+
+    async def add_push_actions(
+        self, rows: Sequence[PushActionRow], position: int | None = None
+    ) -> None:
+        if self.fail:
+            raise OSError("database gone")
+        await super().add_push_actions(
+            [r for r in rows if (r.user_id, r.event_id) not in self.keys()]
+        )
+        if position is not None:
+            self.position = position
+
+    def keys(self) -> set[tuple[str, str]]:
+        return {(r.user_id, r.event_id) for r in self.rows}
+
+    async def get_evaluated_position(self) -> int | None:
+        return self.position
+
+    async def get_events_to_evaluate(
+        self, after: int, upto: int, limit: int
+    ) -> tuple[Sequence[StoredEvent], int]:
+        self.pages.append((after, upto))
+        found = [e for e in self.events if after < e.stream_ordering <= upto]
+        if len(found) > limit:
+            return found[:limit], found[limit - 1].stream_ordering
+        return found, upto
+
+
+def build_durable(
+    room: FakeRoom, log: FakeLog, current: list[int]
+) -> tuple[PushEvaluator, TaskSupervisor]:
+    supervisor = TaskSupervisor()
+    evaluator = PushEvaluator(
+        server_name="hs",
+        store=log,
+        rules=PushRulesService(FakeRulesStore()),
+        members=room,
+        state=room,
+        events=room,
+        clock=FakeClock(),
+        supervisor=supervisor,
+        log=log,
+        current_position=lambda: current[0],
+    )
+    return evaluator, supervisor
+
+
+def stored(position: int, body: str) -> StoredEvent:
+    return StoredEvent(ev(f"$s{position}", {"body": body}), position)
+
+
+async def test_start_evaluates_what_the_last_run_persisted_but_never_evaluated() -> (
+    None
+):
+    room = FakeRoom([ALICE, BOB])
+    # Evaluated up to 2 before the restart; 3 and 4 were committed but lost in memory.
+    log = FakeLog(2, [stored(2, "seen"), stored(3, "a"), stored(4, "b")])
+    current = [4]
+    evaluator, supervisor = build_durable(room, log, current)
+    try:
+        await evaluator.start()
+        # A sync at 4 waits for the replay, not only for queued events.
+        await asyncio.wait_for(evaluator.wait_for(4), 2)
+        assert [(r.user_id, r.stream_ordering) for r in log.rows] == [
+            (BOB, 3),
+            (BOB, 4),
+        ]
+        assert log.position == 4
+        assert log.pages == [(2, 4)]
+        # New events go on after the replay, and move the saved position with them.
+        current[0] = 5
+        evaluator.on_new_event(ev("$5", {"body": "c"}), 5)
+        await asyncio.wait_for(evaluator.wait_for(5), 2)
+        assert [r.stream_ordering for r in log.rows] == [3, 4, 5]
+        assert log.position == 5
+    finally:
+        await supervisor.shutdown()
+    # Stopped before saving 5 (say): the next start evaluates 5 again, without a
+    # second row for it.
+    log.position = 4
+    log.events.append(StoredEvent(ev("$5", {"body": "c"}), 5))
+    evaluator, supervisor = build_durable(room, log, current)
+    try:
+        await evaluator.start()
+        await asyncio.wait_for(evaluator.wait_for(5), 2)
+        assert [r.stream_ordering for r in log.rows] == [3, 4, 5]
+        assert log.pages[-1] == (4, 5)
+    finally:
+        await supervisor.shutdown()
+
+
+async def test_wait_for_covers_the_replay_and_replayed_events_are_not_queued() -> None:
+    room = FakeRoom([ALICE, BOB])
+    log = FakeLog(0, [stored(1, "a")])
+    current = [1]
+    evaluator, supervisor = build_durable(room, log, current)
+    try:
+        log.gate = asyncio.Event()
+        await evaluator.start()
+        # Notified again while the replay holds it: evaluated once, by the replay.
+        evaluator.on_new_event(ev("$s1", {"body": "a"}), 1)
+        waiter = asyncio.ensure_future(evaluator.wait_for(1, max_wait=5))
+        await asyncio.sleep(0.05)
+        assert not waiter.done()
+        await asyncio.wait_for(evaluator.wait_for(0), 1)  # nothing before 1 pending
+        log.gate.set()
+        await asyncio.wait_for(waiter, 2)
+        assert [r.event_id for r in log.rows] == ["$s1"]
+    finally:
+        await supervisor.shutdown()
+
+
+async def test_a_new_database_starts_at_the_current_position() -> None:
+    room = FakeRoom([ALICE, BOB])
+    log = FakeLog(None, [stored(1, "before push was durable")])
+    evaluator, supervisor = build_durable(room, log, [7])
+    try:
+        await evaluator.start()
+        await asyncio.wait_for(evaluator.wait_for(7), 1)
+        assert (log.position, log.pages, log.rows) == (7, [], [])
+    finally:
+        await supervisor.shutdown()
+
+
+async def test_a_failed_write_keeps_the_position_for_the_next_start() -> None:
+    room = FakeRoom([ALICE, BOB])
+    log = FakeLog(0, [])
+    current = [1]
+    evaluator, supervisor = build_durable(room, log, current)
+    try:
+        await evaluator.start()
+        log.fail = True
+        evaluator.on_new_event(ev("$1", {"body": "a"}), 1)
+        await asyncio.wait_for(evaluator.wait_for(1), 2)
+        log.fail = False
+        current[0] = 2
+        evaluator.on_new_event(ev("$2", {"body": "b"}), 2)
+        await asyncio.wait_for(evaluator.wait_for(2), 2)
+        # 2 is stored, but the position stays before 1, which the next start retries.
+        assert [r.stream_ordering for r in log.rows] == [2]
+        assert log.position == 0
+    finally:
+        await supervisor.shutdown()

@@ -242,3 +242,79 @@ async def test_pushers(database: Database) -> None:
     assert await store.delete_pusher((BOB, "com.example", "other")) is False
     assert await store.get_pushers(BOB) == []
     assert await store.delete_pushers_of_devices(BOB, []) == []
+
+
+def _insert_event_txn(
+    txn: Txn,
+    stream: int,
+    etype: str = "m.room.message",
+    content: str = "{}",
+    *,
+    outlier: bool = False,
+    rejected: str | None = None,
+    soft_failed: bool = False,
+) -> None:
+    txn.execute(
+        "INSERT INTO events (stream_ordering, event_id, room_id, room_version, type,"
+        " state_key, sender, depth, origin_server_ts, received_ts, outlier,"
+        " rejected_reason, soft_failed, json)"
+        " VALUES (?, ?, '!r', '10', ?, ?, '@a:test', 1, 1, 1, ?, ?, ?, ?)",
+        (
+            stream,
+            f"$e{stream}",
+            etype,
+            BOB if etype == "m.room.member" else None,
+            outlier,
+            rejected,
+            soft_failed,
+            f'{{"type":"{etype}","content":{content}}}',
+        ),
+    )
+
+
+async def test_evaluated_position_and_events_to_evaluate(database: Database) -> None:
+    store = PushStore(database)
+    assert await store.get_evaluated_position() is None
+    # The position is written with the rows it covers, and alone.
+    await store.add_push_actions([row(1)], 3)
+    assert await store.get_evaluated_position() == 3
+    await store.add_push_actions([], 5)
+    assert await store.get_evaluated_position() == 5
+    invite = '{"membership":"invite"}'
+    join = '{"membership":"join"}'
+    inserts: list[tuple[int, str, str, dict[str, Any]]] = [
+        (1, "m.room.message", "{}", {}),
+        (2, "m.room.message", "{}", {"rejected": "auth"}),
+        (3, "m.room.message", "{}", {"soft_failed": True}),
+        (4, "m.room.message", "{}", {"outlier": True}),
+        (5, "m.room.member", invite, {"outlier": True}),  # an out-of-band invite
+        (6, "m.room.member", join, {"outlier": True}),  # a join's state: not new
+        (7, "m.room.member", join, {}),
+        (8, "m.room.message", "{}", {}),
+    ]
+    for stream, etype, content, kw in inserts:
+        await database.run_txn(
+            "insert_event", _insert_event_txn, stream, etype, content, **kw
+        )
+    # What the pipeline would have notified: what the evaluator replays.
+    events, scanned = await store.get_events_to_evaluate(0, 8, 100)
+    assert [e.event.event_id for e in events] == ["$e1", "$e5", "$e7", "$e8"]
+    assert scanned == 8
+    # Paged: at most `limit` candidate rows, with where to go on from.
+    events, scanned = await store.get_events_to_evaluate(0, 8, 3)
+    assert ([e.event.event_id for e in events], scanned) == (["$e1", "$e5"], 6)
+    events, scanned = await store.get_events_to_evaluate(6, 8, 3)
+    assert ([e.event.event_id for e in events], scanned) == (["$e7", "$e8"], 8)
+
+
+async def test_writing_an_events_actions_again_does_not_double_count(
+    database: Database,
+) -> None:
+    store = PushStore(database)
+    await store.add_push_actions([row(1), row(2, highlight=True)], 2)
+    before = await store.get_notification_counts(BOB, {ROOM: 0}, 10)
+    assert before[ROOM].total() == Counts(2, 1)
+    # A replay after a restart evaluates the same events again.
+    await store.add_push_actions([row(1), row(2, highlight=True)], 2)
+    after = await store.get_notification_counts(BOB, {ROOM: 0}, 10)
+    assert after == before

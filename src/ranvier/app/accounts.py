@@ -65,9 +65,14 @@ class Accounts:
         ProfileResource,
         CapabilitiesResource,
     ]
+    hasher: PasswordHasher
 
     def endpoints(self) -> list[Endpoint]:
         return [ep for resource in self.resources for ep in resource.endpoints()]
+
+    async def close(self) -> None:
+        """Stop the password hashing threads (after the HTTP listeners have drained)."""
+        await self.hasher.close()
 
 
 def build_accounts(
@@ -132,6 +137,7 @@ def build_accounts(
         profiles=profiles,
         authenticator=AccessTokenAuthenticator(sessions),
         resources=resources,
+        hasher=hasher,
     )
 
 

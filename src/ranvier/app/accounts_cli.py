@@ -22,7 +22,11 @@ async def _with_accounts(
 ) -> T:
     db = await open_database(database_settings(config))
     try:
-        return await fn(build_accounts(config, db, clock))
+        accounts = build_accounts(config, db, clock)
+        try:
+            return await fn(accounts)
+        finally:
+            await accounts.close()
     finally:
         await db.close()
 

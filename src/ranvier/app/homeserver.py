@@ -17,7 +17,8 @@ from ranvier.api import health, well_known
 from ranvier.api.client import versions
 from ranvier.api.http import Authenticator, Endpoint, HttpSettings
 from ranvier.api.keys.server import ServerKeyResource
-from ranvier.app.accounts import build_accounts
+from ranvier.app.accounts import Accounts, build_accounts
+from ranvier.app.client_extras import build_client_extras
 from ranvier.app.e2e import SeamEdus, build_e2e, build_key_counts
 from ranvier.app.federation import Federation, build_federation
 from ranvier.app.federation_rooms import build_federation_rooms
@@ -53,6 +54,7 @@ class Homeserver:
     federation: Federation | None = None
     media: Media | None = None
     push: Push | None = None
+    accounts: Accounts | None = None
     # Run first on shutdown, before listeners drain: e.g. answer waiting long-polls now
     # so in-flight requests finish within the grace period instead of timing out.
     shutdown_callbacks: list[Callable[[], None]] = field(default_factory=list)
@@ -85,6 +87,8 @@ class Homeserver:
             await self.federation.stop()
         if self.media is not None:
             await self.media.close()
+        if self.accounts is not None:
+            await self.accounts.close()
         await self.db.close()
 
 
@@ -172,6 +176,7 @@ async def build_homeserver(
         # Federation's room side is bound late (it needs the transport, built last).
         seam = FederationSeam()
         accounts = build_accounts(config, db, clock, remote_profiles=seam)
+        hs.accounts = accounts  # its password hashing threads stop with the server
         hs.authenticator = accounts.authenticator
         hs.resources["client"].extend(accounts.endpoints())
         # --- end accounts ------------------------------------------------------------
@@ -193,6 +198,18 @@ async def build_homeserver(
         )
         hs.resources["client"].extend(rooms.endpoints)
         # --- end rooms ---------------------------------------------------------------
+        # --- client extras: user directory, TURN, reports, room upgrades, 3PID answers
+        hs.resources["client"].extend(
+            build_client_extras(
+                config,
+                db,
+                clock,
+                rooms=rooms,
+                accounts=accounts.store,
+                random_id=random_opaque_id,
+            )
+        )
+        # --- end client extras ---------------------------------------------------------
         # --- push, part 1: rules, evaluation of every persisted event, unread counts --
         push_core = build_push_core(
             server_name=config.server_name,

@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from ranvier.api.client.directory import DirectoryResource
 from ranvier.api.client.membership import MembershipResource
 from ranvier.api.client.reading import ReadingResource
+from ranvier.api.client.relations import RelationsResource
 from ranvier.api.client.rooms import RoomsResource
+from ranvier.api.client.search import SearchResource
 from ranvier.api.http import Endpoint
 from ranvier.config.schema import HomeserverConfig
 from ranvier.core.crypto.keys import SigningKey
@@ -25,17 +27,22 @@ from ranvier.services.events.notify import RoomEventNotifier
 from ranvier.services.events.pipeline import EventPipeline
 from ranvier.services.events.state import StateCalculator
 from ranvier.services.rooms.aliases import DirectoryService
+from ranvier.services.rooms.bundled import RelationBundler
 from ranvier.services.rooms.client_events import ClientEventSerializer
 from ranvier.services.rooms.creation import MemberProfiles, RoomCreationService
 from ranvier.services.rooms.membership import MembershipService
 from ranvier.services.rooms.messages import RoomMessageService
 from ranvier.services.rooms.reading import RoomReadService
+from ranvier.services.rooms.relations import RelationService
 from ranvier.services.rooms.remote import RemoteDirectory, RemoteRoomOps, RoomBackfill
 from ranvier.services.rooms.state_reader import RoomStateReader
 from ranvier.services.rooms.visibility import EventVisibility
+from ranvier.services.search import SearchService
 from ranvier.storage.database import Database
 from ranvier.storage.stores.events import EventStore
+from ranvier.storage.stores.relations import RelationStore
 from ranvier.storage.stores.rooms import RoomStore
+from ranvier.storage.stores.search import SearchStore
 from ranvier.storage.stores.state import StateStore
 from ranvier.util.clock import Clock
 
@@ -60,6 +67,8 @@ class Rooms:
     directory: DirectoryService
     reading: RoomReadService
     endpoints: list[Endpoint]
+    relations: RelationService | None = None
+    search: SearchService | None = None
 
 
 async def build_rooms(
@@ -96,7 +105,16 @@ async def build_rooms(
     )
     state_reader = RoomStateReader(state, events)
     visibility = EventVisibility(rooms=rooms, state=state, events=events)
-    serializer = ClientEventSerializer(events, clock)
+    relation_store = RelationStore(db)
+    serializer = ClientEventSerializer(
+        events, clock, bundler=RelationBundler(relation_store)
+    )
+    relations = RelationService(
+        events=events,
+        relations=relation_store,
+        visibility=visibility,
+        serializer=serializer,
+    )
     directory = DirectoryService(
         server_name=server_name,
         rooms=rooms,
@@ -132,6 +150,15 @@ async def build_rooms(
         serializer=serializer,
         backfill=backfill,
     )
+    search = SearchService(
+        search=SearchStore(db),
+        rooms=rooms,
+        events=events,
+        visibility=visibility,
+        reading=reading,
+        state=state_reader,
+        serializer=serializer,
+    )
     if hooks is not None:
         hooks.profile_change.append(membership)
         hooks.deactivation.append(membership)
@@ -140,6 +167,8 @@ async def build_rooms(
         *MembershipResource(membership).endpoints(),
         *DirectoryResource(server_name, directory, messages, visibility).endpoints(),
         *ReadingResource(reading).endpoints(),
+        *RelationsResource(relations).endpoints(),
+        *SearchResource(search).endpoints(),
     ]
     return Rooms(
         events=events,
@@ -156,4 +185,6 @@ async def build_rooms(
         directory=directory,
         reading=reading,
         endpoints=endpoints,
+        relations=relations,
+        search=search,
     )

@@ -12,6 +12,13 @@ waits (briefly, bounded) until every event at or below P has been evaluated
 can read it (the pipeline calls the notifier right after the position completes, with
 no await in between), so "nothing pending at or below P" is exact.
 
+Durable (with an `EvaluationLog`): the queue lives only in memory, so the events-stream
+position up to which every event has been evaluated is saved in the same transaction as
+the actions it covers, and `start()` evaluates the events after it before anything new.
+An event persisted just before a shutdown or crash thus still gets its push actions.
+Re-evaluating an event is harmless: actions are keyed by (user, event) and an existing
+row is kept, so a replay never counts an event twice.
+
 Room facts (members, power levels, display names) are cached per room and dropped when
 a state event arrives, or an event merges several branches (state resolution may have
 changed the state without a state event of ours).
@@ -22,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -45,6 +52,10 @@ from ranvier.util.supervisor import TaskSupervisor
 logger = logging.getLogger(__name__)
 
 _BATCH = 100
+_REPLAY_PAGE = 500
+# Without notifying rows to write, the saved position may lag this long (a restart then
+# re-evaluates at most that much of the stream).
+_SAVE_IDLE_POSITION_MS = 30_000
 MEMBER = "m.room.member"
 
 
@@ -64,6 +75,20 @@ class EventLookup(Protocol):
 
 class ActionsWriter(Protocol):
     async def add_push_actions(self, rows: Sequence[PushActionRow]) -> None: ...
+
+
+class EvaluationLog(Protocol):
+    """The evaluated position and the events after it (the push store)."""
+
+    async def get_evaluated_position(self) -> int | None: ...
+
+    async def add_push_actions(
+        self, rows: Sequence[PushActionRow], position: int | None = None
+    ) -> None: ...
+
+    async def get_events_to_evaluate(
+        self, after: int, upto: int, limit: int
+    ) -> tuple[Sequence[StoredEvent], int]: ...
 
 
 class PushActionsListener(Protocol):
@@ -107,6 +132,8 @@ class PushEvaluator:
         clock: Clock,
         supervisor: TaskSupervisor,
         room_cache_size: int = 5_000,
+        log: EvaluationLog | None = None,
+        current_position: Callable[[], int] | None = None,
     ) -> None:
         self._suffix = ":" + server_name
         self._store = store
@@ -123,19 +150,50 @@ class PushEvaluator:
         self._progress = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.listeners: list[PushActionsListener] = []
+        self._log = log
+        self._current_position = current_position
+        # The start-up replay: events in (cursor, target] are still to be evaluated.
+        self._replay_cursor = 0
+        self._replay_target = 0
+        self._saved = 0
+        self._saved_at = 0
+        self._failed = False
+
+    async def start(self) -> None:
+        """Evaluate the events a previous run persisted but never evaluated (then new
+        ones). Before any event is notified, so every event is either replayed or
+        queued."""
+        if self._log is None or self._current_position is None:
+            return
+        saved = await self._log.get_evaluated_position()
+        upto = self._current_position()
+        if saved is None:
+            # A new database (or one from before this was saved): nothing to replay.
+            await self._save(upto)
+            return
+        self._saved = saved
+        if saved < upto:
+            self._replay_cursor, self._replay_target = saved, upto
+            self._ensure_worker()
+
+    def _ensure_worker(self) -> bool:
+        if self._task is None or self._task.done():
+            try:
+                self._task = self._supervisor.start("push-evaluator", self._run())
+            except RuntimeError:
+                return False  # shutting down
+        return True
 
     # -- the notifier link -----------------------------------------------------------
     def on_new_event(
         self, event: Event, stream_ordering: int, *, extra_users: Iterable[str] = ()
     ) -> None:
-        # Backfilled history (negative positions) is never new to anyone.
-        if stream_ordering <= 0:
+        # Backfilled history (positions <= 0) is never new to anyone; events up to the
+        # replay's target are evaluated by the replay.
+        if stream_ordering <= self._replay_target:
             return
-        if self._task is None or self._task.done():
-            try:
-                self._task = self._supervisor.start("push-evaluator", self._run())
-            except RuntimeError:
-                return  # shutting down
+        if not self._ensure_worker():
+            return
         self._queue.append((event, stream_ordering))
         self._pending.add(stream_ordering)
         self._wake.set()
@@ -145,7 +203,7 @@ class PushEvaluator:
         counts are then a little behind, never a stuck sync)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max_wait
-        while self._pending and min(self._pending) <= position:
+        while self._is_behind(position):
             remaining = deadline - loop.time()
             if remaining <= 0:
                 logger.warning("push evaluation is behind position %d", position)
@@ -156,8 +214,22 @@ class PushEvaluator:
             except TimeoutError:
                 continue
 
+    def _is_behind(self, position: int) -> bool:
+        if self._replay_cursor < min(position, self._replay_target):
+            return True
+        return bool(self._pending) and min(self._pending) <= position
+
+    def _signal_progress(self) -> None:
+        self._progress.set()
+        self._progress = asyncio.Event()
+
     # -- the worker ------------------------------------------------------------------
     async def _run(self) -> None:
+        try:
+            await self._replay()
+        finally:
+            self._replay_cursor = self._replay_target
+            self._signal_progress()
         while True:
             if not self._queue:
                 self._wake.clear()
@@ -166,25 +238,89 @@ class PushEvaluator:
             batch = [
                 self._queue.popleft() for _ in range(min(_BATCH, len(self._queue)))
             ]
-            rows: list[PushActionRow] = []
+            # No await since the pop: everything at or below it was evaluated, is in
+            # this batch or is still queued.
+            safe = self._safe_position()
             try:
-                for event, position in batch:
-                    rows.extend(await self._evaluate_safely(event, position))
-                await self._store.add_push_actions(rows)
-            except Exception:
-                logger.exception("storing push actions failed")
-                rows = []
+                await self._evaluate_and_store(
+                    [(e, p) for e, p in batch if p > self._replay_target], safe
+                )
             finally:
                 for _, position in batch:
                     self._pending.discard(position)
-                self._progress.set()
-                self._progress = asyncio.Event()
-            if rows:
-                for listener in self.listeners:
-                    try:
-                        listener.on_push_actions(rows)
-                    except Exception:
-                        logger.exception("push actions listener failed")
+                self._signal_progress()
+
+    def _safe_position(self) -> int | None:
+        """The position the batch just taken completes (None: nothing to save)."""
+        if self._current_position is None:
+            return None
+        position = self._current_position()
+        if self._queue:
+            position = min(position, min(p for _, p in self._queue) - 1)
+        return position
+
+    async def _replay(self) -> None:
+        if self._log is None or self._replay_cursor >= self._replay_target:
+            return
+        count = 0
+        while self._replay_cursor < self._replay_target:
+            events, scanned = await self._log.get_events_to_evaluate(
+                self._replay_cursor, self._replay_target, _REPLAY_PAGE
+            )
+            await self._evaluate_and_store(
+                [(s.event, s.stream_ordering) for s in events], scanned
+            )
+            self._replay_cursor = scanned
+            self._signal_progress()
+            count += len(events)
+        logger.info("evaluated push rules for %d events after the restart", count)
+
+    async def _evaluate_and_store(
+        self, batch: Sequence[tuple[Event, int]], position: int | None
+    ) -> None:
+        rows: list[PushActionRow] = []
+        try:
+            for event, ordering in batch:
+                rows.extend(await self._evaluate_safely(event, ordering))
+            await self._write(rows, position)
+        except Exception:
+            # The saved position stops here: the next start-up evaluates these again.
+            self._failed = True
+            logger.exception("storing push actions failed")
+            return
+        if rows:
+            for listener in self.listeners:
+                try:
+                    listener.on_push_actions(rows)
+                except Exception:
+                    logger.exception("push actions listener failed")
+
+    async def _write(self, rows: list[PushActionRow], position: int | None) -> None:
+        if (
+            self._log is None
+            or position is None
+            or not self._should_save(rows, position)
+        ):
+            await self._store.add_push_actions(rows)
+            return
+        await self._log.add_push_actions(rows, position)
+        self._saved = position
+        self._saved_at = self._clock.time_msec()
+
+    def _should_save(self, rows: Sequence[PushActionRow], position: int) -> bool:
+        if self._failed or position <= self._saved:
+            return False
+        # Rows are written anyway, so saving with them is free; otherwise save now and
+        # then, not a transaction per event nobody is notified of.
+        return bool(rows) or (
+            self._clock.time_msec() - self._saved_at >= _SAVE_IDLE_POSITION_MS
+        )
+
+    async def _save(self, position: int) -> None:
+        assert self._log is not None
+        await self._log.add_push_actions([], position)
+        self._saved = position
+        self._saved_at = self._clock.time_msec()
 
     async def _evaluate_safely(
         self, event: Event, position: int

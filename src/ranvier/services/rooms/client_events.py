@@ -3,7 +3,9 @@
 Looks up, in one batch, what `core.events.client_format.client_event` needs besides the
 PDU: the redaction events of redacted events (served as `unsigned.redacted_because`, the
 event itself redacted) and the state events that state events replaced (`prev_content`,
-redacted too if they were). `unsigned.transaction_id` goes only to the sending device.
+redacted too if they were). `unsigned.transaction_id` goes only to the sending device. With a `RelationBundler`,
+aggregated relations are bundled as `unsigned.m.relations` (`services/rooms/bundled.py`),
+also in one batch.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 from ranvier.core.events.client_format import ReplacedState, client_event
 from ranvier.core.events.redaction import redact_content
+from ranvier.services.rooms.bundled import RelationBundler
 from ranvier.storage.stores.event_rows import StoredEvent
 from ranvier.storage.stores.events import EventStore
 from ranvier.util.clock import Clock
@@ -23,9 +26,16 @@ JsonDict = dict[str, Any]
 
 
 class ClientEventSerializer:
-    def __init__(self, events: EventStore, clock: Clock) -> None:
+    def __init__(
+        self,
+        events: EventStore,
+        clock: Clock,
+        *,
+        bundler: RelationBundler | None = None,
+    ) -> None:
         self._events = events
         self._clock = clock
+        self._bundler = bundler
 
     async def serialize(
         self,
@@ -34,9 +44,10 @@ class ClientEventSerializer:
         user_id: str | None = None,
         device_id: str | None = None,
         include_room_id: bool = True,
+        bundle_relations: bool = True,
     ) -> list[JsonDict]:
         """Client events for `events`, in order. `user_id`/`device_id` identify the
-        reader (for `transaction_id`)."""
+        reader (for `transaction_id` and `current_user_participated`)."""
         extra_ids = {e.redacted_by for e in events if e.redacted_by is not None}
         extra_ids |= {e.replaces_state for e in events if e.replaces_state is not None}
         extra = await self._events.get_events(extra_ids) if extra_ids else {}
@@ -46,10 +57,40 @@ class ClientEventSerializer:
         if redactions_needed:
             extra.update(await self._events.get_events(redactions_needed))
         now = self._clock.time_msec()
-        return [
+        out = [
             self._one(e, extra, now, user_id, device_id, include_room_id)
             for e in events
         ]
+        if self._bundler is not None and bundle_relations and events:
+            await self._add_bundles(events, out, user_id, device_id, include_room_id)
+        return out
+
+    async def _add_bundles(
+        self,
+        events: Sequence[StoredEvent],
+        out: list[JsonDict],
+        user_id: str | None,
+        device_id: str | None,
+        include_room_id: bool,
+    ) -> None:
+        assert self._bundler is not None
+
+        async def plain(bundled: Sequence[StoredEvent]) -> list[JsonDict]:
+            return await self.serialize(
+                bundled,
+                user_id=user_id,
+                device_id=device_id,
+                include_room_id=include_room_id,
+                bundle_relations=False,
+            )
+
+        bundles = await self._bundler.get_bundles(
+            events, user_id=user_id, load=self._events.get_events, serialize=plain
+        )
+        for stored, client in zip(events, out, strict=True):
+            bundle = bundles.get(stored.event_id)
+            if bundle:
+                client.setdefault("unsigned", {})["m.relations"] = bundle
 
     async def serialize_one(
         self,

@@ -20,6 +20,8 @@ from ranvier.storage.stores.event_rows import (
     NewStateGroup,
     PersistBatch,
 )
+from ranvier.storage.stores.relations import delete_relation_txn, insert_relation_txn
+from ranvier.storage.stores.search import index_event_txn, unindex_event_txn
 from ranvier.storage.txn import Txn
 
 __all__ = ["persist_batch_txn"]
@@ -32,6 +34,8 @@ def persist_batch_txn(txn: Txn, batch: PersistBatch) -> list[str]:
     redacted: list[str] = []
     for item in batch.events:
         _insert_event(txn, item)
+        insert_relation_txn(txn, item)
+        index_event_txn(txn, item)
         _insert_state_groups(txn, item.new_state_groups)
         redacted.extend(_apply_redactions(txn, item))
     if batch.forward_extremities is not None:
@@ -158,6 +162,8 @@ def _apply_redactions(txn: Txn, item: EventToPersist) -> list[str]:
             )
             if txn.rowcount:
                 changed.append(item.applies_redaction_to)
+                delete_relation_txn(txn, item.applies_redaction_to)
+                unindex_event_txn(txn, item.applies_redaction_to)
     return changed
 
 
@@ -179,6 +185,8 @@ def _apply_earlier_redaction(txn: Txn, item: EventToPersist) -> None:
     txn.execute(
         "UPDATE events SET redacted_by = ? WHERE event_id = ?", (row[0], ev.event_id)
     )
+    delete_relation_txn(txn, ev.event_id)
+    unindex_event_txn(txn, ev.event_id)
 
 
 def _domain(user_id: str) -> str:

@@ -1,4 +1,5 @@
-"""Push rules and push actions (schema 0008).
+"""Push rules and push actions (schema 0008), and the push evaluator's position in the
+events stream (schema 0013).
 
 * `push_rules`: one JSON document per user (`core.push.ruleset.UserRules`), changed by
   read-modify-write under a row lock.
@@ -7,6 +8,10 @@
   threaded one (`main` or a thread root) only its thread (spec: Receipts > Threaded read
   receipts). Counting joins the `receipts` table in the same transaction, batched over
   all the rooms a sync asks about.
+* `push_stream_positions`: how far the events stream has been evaluated, written with
+  the actions it covers (`add_push_actions(rows, position)`), so a restart evaluates the
+  events after it (`get_events_to_evaluate`). Rows are keyed by (user, event): writing an
+  event's actions again changes nothing, so replaying never double-counts.
 """
 
 from __future__ import annotations
@@ -17,6 +22,11 @@ from typing import Any
 
 from ranvier.core.json import decode_json, encode_json
 from ranvier.storage.database import Database
+from ranvier.storage.stores.event_rows import (
+    EVENT_COLUMNS,
+    StoredEvent,
+    row_to_stored_event,
+)
 from ranvier.storage.txn import Txn
 
 JsonDict = dict[str, Any]
@@ -127,9 +137,32 @@ class PushStore:
         )
 
     # -- actions -----------------------------------------------------------------------
-    async def add_push_actions(self, rows: Sequence[PushActionRow]) -> None:
-        if rows:
-            await self._db.run_txn("add_push_actions", _add_actions_txn, list(rows))
+    async def add_push_actions(
+        self, rows: Sequence[PushActionRow], position: int | None = None
+    ) -> None:
+        """Store `rows` (an existing (user, event) row is kept) and, in the same
+        transaction, `position` as the evaluated events-stream position."""
+        if rows or position is not None:
+            await self._db.run_txn(
+                "add_push_actions", _add_actions_txn, list(rows), position
+            )
+
+    async def get_evaluated_position(self) -> int | None:
+        """The events-stream position up to which every event has been evaluated."""
+        return await self._db.run_read_txn(
+            "get_push_evaluated_position", _get_position_txn
+        )
+
+    async def get_events_to_evaluate(
+        self, after: int, upto: int, limit: int
+    ) -> tuple[list[StoredEvent], int]:
+        """The events the pipeline hands to the evaluator with `after < stream_ordering
+        <= upto` (accepted timeline events and out-of-band invites), oldest first,
+        scanning at most `limit` rows; with the position scanned up to (`upto` when
+        done)."""
+        return await self._db.run_read_txn(
+            "get_events_to_evaluate", _events_to_evaluate_txn, after, upto, limit
+        )
 
     async def get_notification_counts(
         self, user_id: str, floors: Mapping[str, int], to_pos: int
@@ -206,7 +239,48 @@ def _update_rules_txn(
     return new
 
 
-def _add_actions_txn(txn: Txn, rows: list[PushActionRow]) -> None:
+_STREAM = "events"
+
+
+def _get_position_txn(txn: Txn) -> int | None:
+    txn.execute(
+        "SELECT stream_position FROM push_stream_positions WHERE stream_name = ?",
+        (_STREAM,),
+    )
+    row = txn.fetchone()
+    return int(row[0]) if row is not None else None
+
+
+def _events_to_evaluate_txn(
+    txn: Txn, after: int, upto: int, limit: int
+) -> tuple[list[StoredEvent], int]:
+    # The same events as the pipeline's `_notify`: outliers only for invites (checked
+    # on the decoded event; the type narrows the scan).
+    txn.execute(
+        f"SELECT {EVENT_COLUMNS} FROM events AS e"
+        " WHERE e.stream_ordering > ? AND e.stream_ordering <= ?"
+        " AND e.rejected_reason IS NULL AND e.soft_failed = FALSE"
+        " AND (e.outlier = FALSE OR e.type = 'm.room.member')"
+        " ORDER BY e.stream_ordering LIMIT ?",
+        (after, upto, limit),
+    )
+    rows = txn.fetchall()
+    stored = [row_to_stored_event(r) for r in rows]
+    events = [s for s in stored if not s.outlier or s.event.membership == "invite"]
+    scanned = int(rows[-1][0]) if len(rows) == limit else upto
+    return events, scanned
+
+
+def _add_actions_txn(txn: Txn, rows: list[PushActionRow], position: int | None) -> None:
+    if position is not None:
+        txn.execute(
+            "INSERT INTO push_stream_positions (stream_name, stream_position)"
+            " VALUES (?, ?) ON CONFLICT (stream_name) DO UPDATE"
+            " SET stream_position = excluded.stream_position",
+            (_STREAM, position),
+        )
+    if not rows:
+        return
     txn.executemany(
         f"INSERT INTO event_push_actions ({_ROW_COLUMNS})"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",

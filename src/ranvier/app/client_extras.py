@@ -1,0 +1,104 @@
+"""Wiring of the smaller client features Element calls at start-up or in everyday use:
+the user directory, TURN credentials, content reports, room upgrades, room summaries,
+the legacy room initialSync, and the answers for third-party identifiers and networks
+this server does not provide.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ranvier.api.client import threepid
+from ranvier.api.client.reports import ReportsResource
+from ranvier.api.client.room_previews import RoomPreviewsResource
+from ranvier.api.client.room_upgrade import RoomUpgradeResource
+from ranvier.api.client.user_directory import UserDirectoryResource
+from ranvier.api.client.voip import VoipResource
+from ranvier.api.http import Endpoint
+from ranvier.app.rooms import Rooms
+from ranvier.config.schema import HomeserverConfig
+from ranvier.services.reports import ReportService
+from ranvier.services.rooms.previews import RoomInitialSyncService, RoomSummaryService
+from ranvier.services.rooms.reading import Reader
+from ranvier.services.rooms.upgrade import RoomUpgradeService
+from ranvier.services.user_directory import UserDirectoryService
+from ranvier.services.voip import TurnService
+from ranvier.storage.database import Database
+from ranvier.storage.stores.accounts import AccountsStore
+from ranvier.storage.stores.reports import ReportStore
+from ranvier.storage.stores.user_directory import UserDirectoryStore
+from ranvier.util.clock import Clock
+
+
+class _RoomFacts:
+    """What reports need to know about rooms, from the rooms feature."""
+
+    def __init__(self, rooms: Rooms) -> None:
+        self._rooms = rooms
+
+    async def get_visible_event(
+        self, user_id: str, room_id: str, event_id: str
+    ) -> object:
+        return await self._rooms.reading.get_event(
+            Reader(user_id, None), room_id, event_id
+        )
+
+    async def get_membership_of(self, room_id: str, user_id: str) -> str | None:
+        row = await self._rooms.rooms.get_membership(room_id, user_id)
+        return None if row is None else row.membership
+
+    async def has_room(self, room_id: str) -> bool:
+        return await self._rooms.rooms.get_room(room_id) is not None
+
+
+class _LocalUsers:
+    def __init__(self, accounts: AccountsStore) -> None:
+        self._accounts = accounts
+
+    async def user_exists(self, user_id: str) -> bool:
+        return await self._accounts.get_user(user_id) is not None
+
+
+def build_client_extras(
+    config: HomeserverConfig,
+    db: Database,
+    clock: Clock,
+    *,
+    rooms: Rooms,
+    accounts: AccountsStore,
+    random_id: Callable[[], str],
+) -> list[Endpoint]:
+    facts = _RoomFacts(rooms)
+    reports = ReportService(
+        server_name=config.server_name,
+        store=ReportStore(db),
+        events=facts,
+        memberships=facts,
+        rooms=facts,
+        users=_LocalUsers(accounts),
+        clock=clock,
+        random_id=random_id,
+    )
+    upgrades = RoomUpgradeService(
+        creation=rooms.creation,
+        state=rooms.state_reader,
+        sender=rooms.messages,
+        rooms=rooms.rooms,
+        now_ms=clock.time_msec,
+    )
+    summaries = RoomSummaryService(
+        directory=rooms.directory, rooms=rooms.rooms, state=rooms.state_reader
+    )
+    initial_sync = RoomInitialSyncService(
+        reading=rooms.reading, rooms=rooms.rooms, directory=rooms.directory
+    )
+    return [
+        *RoomPreviewsResource(summaries, initial_sync).endpoints(),
+        *UserDirectoryResource(
+            UserDirectoryService(UserDirectoryStore(db))
+        ).endpoints(),
+        *VoipResource(TurnService(config.turn, clock)).endpoints(),
+        *ReportsResource(reports).endpoints(),
+        *RoomUpgradeResource(upgrades).endpoints(),
+        *threepid.endpoints(),
+    ]
