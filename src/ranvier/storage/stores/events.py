@@ -56,9 +56,10 @@ def _like_pattern(glob: str) -> str:
     return escaped.replace("*", "%")
 
 
-def _filter_sql(flt: RoomEventFilter | None) -> tuple[str, list[Any]]:
-    """SQL narrowing for a filter. A superset: callers re-check with `flt.matches`
-    (SQLite's LIKE ignores ASCII case; PostgreSQL's does not)."""
+def filter_clause(flt: RoomEventFilter | None) -> tuple[str, list[Any]]:
+    """SQL narrowing for a timeline filter (" AND ..." or ""). A superset: callers
+    re-check with `flt.matches` (SQLite's LIKE ignores ASCII case; PostgreSQL's does
+    not). Shared by /messages and /sync."""
     if flt is None:
         return "", []
     clauses: list[str] = []
@@ -317,7 +318,7 @@ class EventStore:
         """
         assert from_token.depth is not None
         max_stream = self.get_current_position() if max_stream is None else max_stream
-        extra, extra_params = _filter_sql(flt)
+        extra, extra_params = filter_clause(flt)
 
         def txn_fn(txn: Txn) -> TimelinePage:
             return _paginate_txn(

@@ -20,6 +20,7 @@ from ranvier.storage.stores.event_rows import (
     StoredEvent,
     row_to_stored_event,
 )
+from ranvier.storage.stores.events import filter_clause
 from ranvier.storage.stores.presence import PresenceRow
 from ranvier.storage.txn import Txn
 from ranvier.util.lru import LruCache
@@ -62,46 +63,6 @@ class RoomSummaryRow:
 class TimelineSlice:
     events: list[StoredEvent]
     limited: bool
-
-
-def _like_pattern(glob: str) -> str:
-    out = glob.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return out.replace("*", "%")
-
-
-def filter_clause(flt: RoomEventFilter | None) -> tuple[str, list[Any]]:
-    """SQL narrowing for a timeline filter (" AND ..." or ""). A superset of the filter
-    where LIKE differs between engines: callers re-check with `flt.matches`."""
-    if flt is None:
-        return "", []
-    clauses: list[str] = []
-    params: list[Any] = []
-    if flt.senders is not None:
-        if not flt.senders:
-            clauses.append("1 = 0")
-        else:
-            clauses.append(f"e.sender IN ({', '.join('?' * len(flt.senders))})")
-            params.extend(sorted(flt.senders))
-    for sender in sorted(flt.not_senders):
-        clauses.append("e.sender <> ?")
-        params.append(sender)
-    if flt.types is not None:
-        if not flt.types:
-            clauses.append("1 = 0")
-        else:
-            ors = []
-            for t in flt.types:
-                ors.append("e.type LIKE ? ESCAPE '\\'" if "*" in t else "e.type = ?")
-                params.append(_like_pattern(t) if "*" in t else t)
-            clauses.append("(" + " OR ".join(ors) + ")")
-    for t in flt.not_types:
-        if "*" not in t:
-            clauses.append("e.type <> ?")
-            params.append(t)
-    if flt.contains_url is not None:
-        clauses.append("e.contains_url = ?")
-        params.append(flt.contains_url)
-    return "".join(" AND " + c for c in clauses), params
 
 
 class SyncStore:
