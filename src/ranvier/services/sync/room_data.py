@@ -161,32 +161,60 @@ class RoomDataLoader:
             ]
             timelines[plan.room_id] = await self._visible(user_id, plan, events)
         states = await self._compute_states(plans, timelines, use_state_after)
-        out: dict[str, RoomData] = {}
+        state_events: dict[str, list[StoredEvent]] = {}
         for plan in plans:
-            timeline = timelines[plan.room_id]
-            state_events = await self._select_state(
+            state_events[plan.room_id] = await self._select_state(
                 plan,
                 states.get(plan.room_id, {}),
-                timeline,
+                timelines[plan.room_id],
                 user_id=user_id,
                 device_id=device_id,
                 event_filter=event_filter,
                 use_state_after=use_state_after,
             )
-            serialize_args: dict[str, Any] = {
-                "user_id": user_id,
-                "device_id": device_id,
-                "event_filter": event_filter,
-            }
+        # Serialise every room's events in one call: redaction lookups and bundled
+        # relations then cost one batched read per sync instead of one per room (a
+        # round trip each on PostgreSQL). Serialisation is per event and keeps order.
+        room_ids = [plan.room_id for plan in plans]
+        client_timelines = await self._serialize_per_room(
+            room_ids, timelines, user_id, device_id, event_filter
+        )
+        client_states = await self._serialize_per_room(
+            room_ids, state_events, user_id, device_id, event_filter
+        )
+        out: dict[str, RoomData] = {}
+        for plan in plans:
+            timeline = timelines[plan.room_id]
+            state = state_events[plan.room_id]
             out[plan.room_id] = RoomData(
-                timeline=await self._serializer.serialize(timeline, **serialize_args),
+                timeline=client_timelines[plan.room_id],
                 limited=slices[plan.room_id].limited,
                 prev_batch=_prev_batch(timeline, plan),
-                state=await self._serializer.serialize(state_events, **serialize_args),
+                state=client_states[plan.room_id],
                 members_changed=any(
-                    e.event.type == MEMBER for e in (*timeline, *state_events)
+                    e.event.type == MEMBER for e in (*timeline, *state)
                 ),
             )
+        return out
+
+    async def _serialize_per_room(
+        self,
+        room_ids: list[str],
+        events: dict[str, list[StoredEvent]],
+        user_id: str,
+        device_id: str | None,
+        event_filter: Filter,
+    ) -> dict[str, list[JsonDict]]:
+        flat = [e for room_id in room_ids for e in events[room_id]]
+        serialized = await self._serializer.serialize(
+            flat, user_id=user_id, device_id=device_id, event_filter=event_filter
+        )
+        out: dict[str, list[JsonDict]] = {}
+        start = 0
+        for room_id in room_ids:
+            end = start + len(events[room_id])
+            out[room_id] = serialized[start:end]
+            start = end
         return out
 
     async def _visible(
