@@ -15,7 +15,7 @@ from ranvier.storage.migrations import (
     get_schema_version,
     load_deltas,
 )
-from ranvier.storage.txn import EngineName, Txn
+from ranvier.storage.txn import AUTOINCREMENT_PK_SQL, EngineName, Txn
 from tests.storage.test_database import DB_ERRORS
 
 
@@ -209,3 +209,19 @@ def test_bundled_deltas_are_well_formed(db_engine: EngineName) -> None:
     assert deltas[0].version == 1
     assert deltas[0].name == "base"
     assert all(d.sql for d in deltas)
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgres"])
+def test_autoincrement_placeholder_filled_per_engine(
+    tmp_path: Path, engine: EngineName
+) -> None:
+    schema = tmp_path / "schema"
+    schema.mkdir()
+    (schema / "0001_t.sql").write_text(
+        "CREATE TABLE t (id {{autoincrement_pk}}, v TEXT);\n"
+    )
+    (delta,) = load_deltas(schema, engine)
+    assert delta.sql == f"CREATE TABLE t (id {AUTOINCREMENT_PK_SQL[engine]}, v TEXT);\n"
+    # The bundled schema leaves no placeholder behind on either engine.
+    for bundled in load_deltas(bundled_schema(), engine):
+        assert "{{" not in (bundled.sql or "")

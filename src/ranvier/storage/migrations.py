@@ -4,6 +4,8 @@ Files in `ranvier/storage/schema/` are named `NNNN_name.sql` (both engines) or
 `NNNN_name.sqlite.sql` / `NNNN_name.postgres.sql` (one engine; takes precedence over the
 shared file for that engine). A version with a file for only one engine is a no-op on the
 other, but is still recorded there, so version numbers mean the same on both engines.
+Where only the identity-column syntax differs, a shared file writes `{{autoincrement_pk}}`
+and the loader fills in the engine's definition, so no near-copy files are needed.
 
 Each delta runs in its own transaction together with the insert of its row into
 `schema_version`, so a delta is either fully applied and recorded or not at all. On
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 from importlib.resources.abc import Traversable
 from typing import TYPE_CHECKING
 
-from ranvier.storage.txn import EngineName, Txn
+from ranvier.storage.txn import AUTOINCREMENT_PK_SQL, EngineName, Txn
 
 if TYPE_CHECKING:
     from ranvier.storage.database import Database
@@ -79,6 +81,10 @@ def _parse_name(filename: str) -> tuple[int, str, str | None]:
     return version, match[2], match[3]
 
 
+# Written in a shared delta where the engines' identity-column syntax differs.
+AUTOINCREMENT_PK_PLACEHOLDER = "{{autoincrement_pk}}"
+
+
 def load_deltas(source: Traversable, engine: EngineName) -> list[Delta]:
     """The deltas in `source` for `engine`, in version order."""
     # version -> variant (None = shared, or an engine name) -> file
@@ -98,6 +104,10 @@ def load_deltas(source: Traversable, engine: EngineName) -> list[Delta]:
     for version in sorted(by_version):
         chosen = by_version[version].get(engine) or by_version[version].get(None)
         sql = chosen.read_text(encoding="utf-8") if chosen is not None else None
+        if sql is not None:
+            sql = sql.replace(
+                AUTOINCREMENT_PK_PLACEHOLDER, AUTOINCREMENT_PK_SQL[engine]
+            )
         deltas.append(Delta(version, names[version], sql))
     return deltas
 

@@ -26,7 +26,13 @@ from typing import Any, TypeVar
 
 from ranvier.storage.engines.base import InlineUnavailable
 from ranvier.storage.sql import split_sqlite_script
-from ranvier.storage.txn import Cursor, EngineName, Txn, TxnOptions
+from ranvier.storage.txn import (
+    AUTOINCREMENT_PK_SQL,
+    Cursor,
+    EngineName,
+    Txn,
+    TxnOptions,
+)
 
 R = TypeVar("R")
 
@@ -39,8 +45,7 @@ INLINE_BUSY_TIMEOUT_MS = 20
 
 class SqliteDialect:
     name: EngineName = "sqlite"
-    # A rowid alias; AUTOINCREMENT also stops ids of deleted rows being handed out again.
-    autoincrement_pk = "INTEGER PRIMARY KEY AUTOINCREMENT"
+    autoincrement_pk = AUTOINCREMENT_PK_SQL["sqlite"]
     for_update = ""
     # BEGIN IMMEDIATE already holds the database-wide write lock.
     migration_lock_sql: str | None = None

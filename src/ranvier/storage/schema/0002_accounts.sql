@@ -1,4 +1,3 @@
--- SQLite and PostgreSQL variants differ only in the id columns: keep them in step.
 -- Local accounts (issue #4): users, devices, access/refresh/login tokens, registration
 -- tokens, user-interactive-auth sessions and profiles.
 --
@@ -29,7 +28,7 @@ CREATE TABLE devices (
 -- A refresh token is replaced by `next_token_id` on /refresh; the old row is deleted once
 -- the replacement (or the access token issued with it) is first used.
 CREATE TABLE refresh_tokens (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    id {{autoincrement_pk}},
     token_hash TEXT NOT NULL UNIQUE,
     user_id TEXT NOT NULL,
     device_id TEXT NOT NULL,
@@ -41,7 +40,7 @@ CREATE INDEX refresh_tokens_device_idx ON refresh_tokens (user_id, device_id);
 CREATE INDEX refresh_tokens_next_idx ON refresh_tokens (next_token_id);
 
 CREATE TABLE access_tokens (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    id {{autoincrement_pk}},
     token_hash TEXT NOT NULL UNIQUE,
     user_id TEXT NOT NULL,
     device_id TEXT NOT NULL,

@@ -1,5 +1,3 @@
--- SQLite and PostgreSQL variants differ only in the pdu_id and edu_id columns: keep
--- them in step.
 -- Federation transport (issue #6): remote server keys, the outbound per-destination
 -- queues, destination backoff and inbound transaction de-duplication.
 
@@ -29,7 +27,7 @@ CREATE TABLE federation_destination_retry (
 -- Outbound PDUs, stored once however many destinations they go to; a PDU row is
 -- deleted when the last destination has received it.
 CREATE TABLE federation_outbound_pdus (
-    pdu_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    pdu_id {{autoincrement_pk}},
     event_id TEXT NOT NULL,
     pdu_json TEXT NOT NULL,
     created_ts BIGINT NOT NULL
@@ -44,7 +42,7 @@ CREATE INDEX federation_destination_pdus_pdu_idx ON federation_destination_pdus 
 
 -- Outbound EDUs, per destination, in order of `edu_id`.
 CREATE TABLE federation_outbound_edus (
-    edu_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    edu_id {{autoincrement_pk}},
     destination TEXT NOT NULL,
     edu_type TEXT NOT NULL,
     content_json TEXT NOT NULL,
