@@ -28,6 +28,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from ranvier.storage.database import Database, DatabaseSettings, open_database
 from ranvier.storage.txn import EngineName
+from tests.checkout_boundary import BOUNDARY
 
 DEFAULT_POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 TEST_POOL_SIZE = 4
@@ -174,3 +175,12 @@ async def database(
         yield db
     finally:
         await db.close()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    # A read outside the checkout fails the run even when the code under test caught
+    # the error (see tests/checkout_boundary.py).
+    if BOUNDARY.violations:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        listed = "\n  ".join(sorted(set(BOUNDARY.violations)))
+        print(f"\nFiles read outside the checkout:\n  {listed}")

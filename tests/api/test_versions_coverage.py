@@ -3,7 +3,7 @@ defines in a module a web client must have (the spec's feature-profile table, "W
 column) and does not deprecate is routed on the client listener, i.e. is not answered
 404/405 `M_UNRECOGNIZED` by the router.
 
-Inputs: `shared/spec/endpoint_history.json` (which method+path exists in which
+Inputs: `tests/data/spec/endpoint_history.json` (which method+path exists in which
 version), the bundled OpenAPI (`x-module-file` of each operation),
 `api_sections.json` (module of each file) and `module_profiles.json`.
 """

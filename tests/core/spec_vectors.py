@@ -1,4 +1,4 @@
-"""Loading the spec test vectors (`../shared/spec/vectors`, see its README)."""
+"""Loading the spec data the tests use: `tests/data/spec/` (see its PROVENANCE.md)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+# Kept in the repository so that a fresh clone tests itself; RANVIER_SPEC_DIR points the
+# tests at another copy (for example a newer spec release being checked).
 SPEC_DIR = Path(
     os.environ.get(
-        "RANVIER_SPEC_DIR", Path(__file__).resolve().parents[3] / "shared" / "spec"
+        "RANVIER_SPEC_DIR", Path(__file__).resolve().parents[1] / "data" / "spec"
     )
 )
 VECTORS_DIR = SPEC_DIR / "vectors"

@@ -31,7 +31,7 @@ import aiohttp
 
 from tests.helpers.homeserver import running_homeserver
 
-SPEC = Path(__file__).resolve().parents[3] / "shared/spec/openapi/client-server.json"
+SPEC = Path(__file__).resolve().parents[1] / "data/spec/openapi/client-server.json"
 EXCLUDE = r"(logout|deactivate|account/password|delete_devices|devices/\{deviceId\}$)"
 PASSWORD = "fuzz-password-1234"
 

@@ -2,7 +2,7 @@
 
 Code branches on these flags, never on version strings (house rule 2). Each flag names the
 room version that introduced it; the spec's per-version pages are the source
-(`shared/spec/room_versions.json`).
+(matrix-spec v1.19, "Room versions" and each version's page).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The server-default push rules (spec v1.19: Push Notifications > Predefined Rules).
 
-Checked against `shared/spec/vectors/push_rules_default.json` by the tests. The legacy
+Checked against `tests/data/spec/vectors/push_rules_default.json` by the tests. The legacy
 `.m.rule.contains_display_name`, `.m.rule.roomnotif` and `.m.rule.contains_user_name`
 rules left the spec in v1.17 (intentional mentions, `m.mentions`, replaced them), so the
 content list is empty. `USER_ID` is replaced by the rule owner's user ID.
