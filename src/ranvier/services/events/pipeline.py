@@ -395,7 +395,7 @@ class RoomSession:
         """
         draft = _Draft(event, self._p.now(), txn_id=txn_id, device_id=device_id)
         if state_before is not None:
-            before: StateGroup | None = self._supplied_state(draft, state_before)
+            before: StateGroup | None = await self._supplied_state(draft, state_before)
         else:
             before = await self._state_before(event, draft)
         try:
@@ -411,7 +411,10 @@ class RoomSession:
             draft.rejected_reason = e.reason
         if not local and draft.rejected_reason is None:
             draft.soft_failed = await self._soft_fails(event, before)
-        self._events[event.event_id] = event
+        if draft.rejected_reason is None:
+            # A rejected event must not authorise later events of this session, nor
+            # be looked up as state: only accepted ones are kept for lookups.
+            self._events[event.event_id] = event
         self._set_state_after(event, draft, before)
         if event.type == "m.room.redaction" and draft.rejected_reason is None:
             draft.applies_redaction_to = await self._redaction_target(
@@ -421,14 +424,39 @@ class RoomSession:
         self._queued.update(g.id for g in draft.new_groups)
         await self._advance_tip(event, draft)
 
-    def _supplied_state(
+    async def _supplied_state(
         self, draft: _Draft, state: Mapping[StateKey, str]
     ) -> StateGroup:
-        result = self._p.calculator.new_group(self.room_id, self._tip.state, state)
+        accepted = await self._accepted_state(state)
+        result = self._p.calculator.new_group(self.room_id, self._tip.state, accepted)
         if result.new_group is not None:
             draft.new_groups.append(result.new_group)
         draft.before = result.group
         return result.group
+
+    async def _accepted_state(
+        self, state: Mapping[StateKey, str]
+    ) -> dict[StateKey, str]:
+        """`state` without the entries no state group may hold: events we do not have,
+        rejected ones (stored, or earlier in this session) and events filed under a key
+        that is not theirs.
+
+        A state map supplied from outside (a peer's `/state_ids` at a gap) is only a
+        claim: the peer may list an event we rejected, e.g. a power-levels event it made
+        up (SyTest "Should not be able to take over the room by pretending there is no
+        PL event"). Filtering here, where every supplied state enters the room, keeps
+        rejected events out of state groups, current state and state resolution
+        whichever path supplied them.
+        """
+        found = await self.get_events(list(dict.fromkeys(state.values())))
+        accepted: dict[StateKey, str] = {}
+        for key, event_id in state.items():
+            event = found.get(event_id)
+            if event is None or not event.is_state() or event.state_tuple != key:
+                logger.info("dropping %s from supplied state at %s", event_id, key)
+                continue
+            accepted[key] = event_id
+        return accepted
 
     # -- remote events outside the DAG (federation) --------------------------------------
     async def add_outlier(self, event: Event) -> bool:
