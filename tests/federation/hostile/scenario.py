@@ -26,7 +26,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from ranvier.core.events.event import StateKey
+from ranvier.core.events.event import Event, StateKey
 from ranvier.core.events.format import event_from_pdu
 from ranvier.core.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from ranvier.federation.client import federation_path
@@ -59,6 +59,51 @@ class Attack:
 
     def q(self) -> str:
         return urllib.parse.quote(self.room_id)
+
+    async def learn(self, event_id: str) -> Event:
+        """Fetch an event Ranvier made (e.g. alice's ban) into the peer's mirror as
+        its new tip, without waiting for Ranvier's federation sender."""
+        event = await self.peer.fetch_event(self.hs, event_id, self.rv)
+        return self.room.add(event)
+
+    async def send_state(
+        self, etype: str, content: JsonDict, state_key: str = ""
+    ) -> Event:
+        """alice sets room state; the peer learns the event."""
+        path = f"/rooms/{self.q()}/state/{etype}/{urllib.parse.quote(state_key)}"
+        sent = await self.alice.ok("PUT", path, content)
+        return await self.learn(sent["event_id"])
+
+    def nowhere(self) -> str:
+        """An event ID nobody has, valid in the room version's format."""
+        if self.rv.is_v1_event_format:
+            return "$this:event.does.not.exist"
+        return "$" + "A" * 43
+
+    def gap(self, sender: str, state_ids: list[str], chain_ids: list[str]) -> Event:
+        """Script the SyTest gap: E -> D -> C -> (nothing). Ranvier gets D from
+        `/get_missing_events` and, for C, the peer's `/state_ids` answer
+        (`state_ids`, `chain_ids`). Returns E, to be sent."""
+        c = self.peer.forge(
+            self.room, sender, "m.room.message", {"body": "c", "msgtype": "m.text"},
+            prev=[self.nowhere()], depth=10,
+        )  # fmt: skip
+        d = self.peer.forge(
+            self.room, sender, "m.room.message", {"body": "d", "msgtype": "m.text"},
+            prev=[c.event_id], depth=11,
+        )  # fmt: skip
+        e = self.peer.forge(
+            self.room, sender, "m.room.message", {"body": "e", "msgtype": "m.text"},
+            prev=[d.event_id], depth=12,
+        )  # fmt: skip
+        self.peer.answer("get_missing_events", {"events": [d.data]})
+
+        async def state_at_c(request: web.Request) -> JsonDict:
+            assert request.query["event_id"] == c.event_id
+            return {"pdu_ids": state_ids, "auth_chain_ids": chain_ids}
+
+        self.peer.script("state_ids", state_at_c)
+        return e
 
     async def send(self, pdus: list[Any]) -> JsonDict:
         """Push a transaction; return its per-PDU results."""
