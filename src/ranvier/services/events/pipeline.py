@@ -305,6 +305,12 @@ class EventPipeline:
             except Exception:
                 logger.exception("notifier failed for %s", p.event.event_id)
 
+    async def foreign_events(self, room_id: str, event_ids: Sequence[str]) -> list[str]:
+        """Those of `event_ids` stored for a room other than `room_id` (rejected and
+        outliers included: a cited event's room is a fact, whatever its fate)."""
+        stored = await self._events.get_events(event_ids)
+        return [eid for eid, s in stored.items() if s.event.room_id != room_id]
+
     async def load_events(self, event_ids: Sequence[str]) -> dict[str, Event]:
         stored = await self._events.get_events(event_ids)
         return {eid: s.event for eid, s in stored.items() if s.rejected_reason is None}
@@ -394,6 +400,16 @@ class RoomSession:
         with ours); otherwise it is derived from the prev events.
         """
         draft = _Draft(event, self._p.now(), txn_id=txn_id, device_id=device_id)
+        if await self._cites_other_rooms(event):
+            # The state after another room's event is that room's state: taking it as
+            # the state before this event would import a foreign room's power levels
+            # and members. Rejected with no state (Synapse refuses such PDUs too).
+            if local:
+                raise AuthError("prev_events include events of another room")
+            logger.info("rejecting %s: prev events in another room", event.event_id)
+            draft.rejected_reason = "prev_events include events of another room"
+            self._drafts.append(draft)
+            return
         if state_before is not None:
             before: StateGroup | None = await self._supplied_state(draft, state_before)
         else:
@@ -434,25 +450,38 @@ class RoomSession:
         draft.before = result.group
         return result.group
 
+    async def _cites_other_rooms(self, event: Event) -> bool:
+        prevs = [p for p in event.prev_event_ids if p not in self._after]
+        if not prevs or sorted(prevs) == sorted(e for e, _ in self._tip.extremities):
+            return False  # the room's own tip (every local event): nothing to check
+        return bool(await self._p.foreign_events(self.room_id, prevs))
+
     async def _accepted_state(
         self, state: Mapping[StateKey, str]
     ) -> dict[StateKey, str]:
         """`state` without the entries no state group may hold: events we do not have,
-        rejected ones (stored, or earlier in this session) and events filed under a key
-        that is not theirs.
+        rejected ones (stored, or earlier in this session), events of another room and
+        events filed under a key that is not theirs.
 
         A state map supplied from outside (a peer's `/state_ids` at a gap) is only a
         claim: the peer may list an event we rejected, e.g. a power-levels event it made
         up (SyTest "Should not be able to take over the room by pretending there is no
         PL event"). Filtering here, where every supplied state enters the room, keeps
         rejected events out of state groups, current state and state resolution
-        whichever path supplied them.
+        whichever path supplied them. The room check matters as much: a peer can name
+        an event we store for another room, e.g. a power-levels event of a room where
+        its user is an admin.
         """
         found = await self.get_events(list(dict.fromkeys(state.values())))
         accepted: dict[StateKey, str] = {}
         for key, event_id in state.items():
             event = found.get(event_id)
-            if event is None or not event.is_state() or event.state_tuple != key:
+            if (
+                event is None
+                or event.room_id != self.room_id
+                or not event.is_state()
+                or event.state_tuple != key
+            ):
                 logger.info("dropping %s from supplied state at %s", event_id, key)
                 continue
             accepted[key] = event_id
