@@ -35,7 +35,7 @@ def forge(
     *,
     server: str,
     key: SigningKey,
-    room_id: str,
+    room_id: str | None,
     sender: str,
     etype: str,
     content: Mapping[str, Any],
@@ -46,6 +46,7 @@ def forge(
     state_key: str | None = None,
     events: Mapping[str, Event] | None = None,
     suffix: str = "",
+    redacts: str | None = None,
 ) -> Event:
     """A correctly hashed and signed event with exactly these fields."""
     known = events or {}
@@ -59,6 +60,7 @@ def forge(
         prev_events=[],
         auth_events=[],
         state_key=state_key,
+        redacts=redacts,
         v1_event_id=(
             f"$forged{next(_ids)}{suffix}:{server}" if rv.is_v1_event_format else None
         ),

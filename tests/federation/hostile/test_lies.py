@@ -562,3 +562,101 @@ async def test_prev_events_in_another_room(tmp_path: Path, room_version: str) ->
             forbidden={foreign.event_id},
             powers={a.alice.user_id: 100, MALLORY: 0},
         )
+
+
+# -- events out of nowhere ------------------------------------------------------------------
+@pytest.mark.parametrize("room_version", FAMILIES)
+async def test_state_event_without_prev_events(
+    tmp_path: Path, room_version: str
+) -> None:
+    """A power-levels event with no prev events (a second DAG root) must not be
+    authorised by the empty state it claims to start from."""
+    async with attacked_room(tmp_path, room_version=room_version) as a:
+        real_pl = key(a, PL_KEY)
+        x = a.peer.forge(
+            a.room,
+            MALLORY,
+            "m.room.power_levels",
+            pl_content(a, **{MALLORY: 100}),
+            state_key="",
+            prev=[],
+        )
+        await a.send([x.data])
+        await assert_room_intact(
+            a,
+            expected={PL_KEY: real_pl},
+            forbidden={x.event_id},
+            powers={a.alice.user_id: 100, MALLORY: 0},
+        )
+
+
+@pytest.mark.parametrize("room_version", FAMILIES)
+async def test_forged_create_event_in_gap_state(
+    tmp_path: Path, room_version: str
+) -> None:
+    """The gap state swaps the room's create event for one mallory made (she would be
+    the creator): it fails its checks and is left out."""
+    async with attacked_room(tmp_path, room_version=room_version) as a:
+        create_key: StateKey = ("m.room.create", "")
+        real_create = key(a, create_key)
+        content: JsonDict = {"creator": MALLORY, "room_version": room_version}
+        if not a.rv.implicit_room_creator:
+            content = {"creator": MALLORY}
+        fake = forge(
+            a.rv,
+            server=EVIL,
+            key=a.peer.key,
+            room_id=None if a.rv.room_id_from_create_event else a.room_id,
+            sender=MALLORY,
+            etype="m.room.create",
+            content=content,
+            state_key="",
+            prev=[],
+            auth=[],
+            depth=1,
+            ts=1,
+        )
+        a.room.events[fake.event_id] = fake
+        e = a.gap(MALLORY, [*honest_state(a, without=create_key), fake.event_id], [])
+        await a.send([e])
+        await assert_room_intact(
+            a,
+            expected={create_key: real_create, PL_KEY: key(a, PL_KEY)},
+            forbidden={fake.event_id},
+        )
+
+
+@pytest.mark.parametrize("room_version", ["1", "10"])
+async def test_unprivileged_redaction_of_anothers_event(
+    tmp_path: Path, room_version: str
+) -> None:
+    async with attacked_room(tmp_path, room_version=room_version) as a:
+        target = await a.alice.send(a.room_id, "keep me")
+        await a.learn(target)
+        content: JsonDict = {"reason": "mine now"}
+        if a.rv.redacts_in_content:
+            content["redacts"] = target
+        redaction = a.room.build(a.peer, MALLORY, "m.room.redaction", content)
+        pdu = dict(redaction.data)
+        if not a.rv.redacts_in_content:
+            pdu = dict(
+                forge(
+                    a.rv,
+                    server=EVIL,
+                    key=a.peer.key,
+                    room_id=a.room_id,
+                    sender=MALLORY,
+                    etype="m.room.redaction",
+                    content=content,
+                    prev=list(redaction.prev_event_ids),
+                    auth=list(redaction.auth_event_ids),
+                    depth=redaction.depth,
+                    ts=redaction.origin_server_ts,
+                    events=a.room.events,
+                    redacts=target,
+                ).data
+            )
+        await a.send([pdu])
+        shown = await a.alice.ok("GET", f"/rooms/{a.q()}/event/{target}")
+        assert shown["content"].get("body") == "keep me"
+        await assert_room_intact(a, expected={PL_KEY: key(a, PL_KEY)})
