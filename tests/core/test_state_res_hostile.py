@@ -131,8 +131,8 @@ def test_hostile_state_sets_never_win(
     for i, (fork, action, known_rejected, everywhere, shallow) in enumerate(hostile):
         event = _hostile(room, i, action, sets[fork], shallow)
         room.events[event.event_id] = event
-        for target in sets if everywhere else [sets[fork]]:
-            target[event.state_tuple] = event.event_id
+        for state_set in sets if everywhere else [sets[fork]]:
+            state_set[event.state_tuple] = event.event_id
         planted.add(event.event_id)
         if known_rejected:
             rejected.add(event.event_id)
