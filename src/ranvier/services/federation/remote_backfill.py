@@ -240,6 +240,20 @@ class RoomBackfiller:
 
     # -- one event -------------------------------------------------------------------------------
     async def _add(self, batch: _Batch, event: Event) -> None:
+        if await self._cites_other_rooms(batch, event):
+            # The state after another room's event is that room's state (see
+            # RoomSession.add_event): rejected, with no state of its own.
+            logger.info("rejecting backfilled %s: prev events in another room",
+                        event.event_id)  # fmt: skip
+            batch.items.append(
+                EventToPersist(
+                    event=event,
+                    stream_ordering=self._store.allocate_position(),
+                    received_ts=self._clock.time_msec(),
+                    rejected_reason="prev_events include events of another room",
+                )
+            )
+            return
         new_groups: list[NewStateGroup] = []
         before = await self._state_before(batch, event, new_groups)
         need = [
@@ -277,6 +291,11 @@ class RoomBackfiller:
                 replaces_state=replaces,
             )
         )
+
+    async def _cites_other_rooms(self, batch: _Batch, event: Event) -> bool:
+        prevs = [p for p in event.prev_event_ids if p not in batch.pending]
+        stored = await self._events.get_events(prevs)
+        return any(s.event.room_id != batch.room_id for s in stored.values())
 
     async def _state_before(
         self, batch: _Batch, event: Event, new_groups: list[NewStateGroup]
@@ -319,7 +338,12 @@ class RoomBackfiller:
             usable = {eid: e for eid, e in fetched.items() if eid not in rejected}
             have.update({e: usable[e] for e in missing if e in usable})
             batch.known.update(usable)
-        return {ev.state_tuple: eid for eid, ev in have.items() if ev.is_state()}
+        # The server may name events we store for another room: never this room's state.
+        return {
+            ev.state_tuple: eid
+            for eid, ev in have.items()
+            if ev.is_state() and ev.room_id == batch.room_id
+        }
 
     def _check_auth(self, batch: _Batch, event: Event, before: StateGroup) -> None:
         """Auth against the event's own auth events, then against the state before it."""
