@@ -21,7 +21,7 @@ import logging
 from collections.abc import Collection, Mapping
 from typing import Any, Protocol
 
-from ranvier.core.errors import forbidden, invalid_param, not_found
+from ranvier.core.errors import forbidden, invalid_param
 from ranvier.core.streams import StreamKey
 from ranvier.services.notifier import Notifier
 from ranvier.storage.stores.presence import PresenceRow, PresenceStore
@@ -107,15 +107,20 @@ class PresenceService:
                 user_id, state, status_msg, currently_active=state == ONLINE
             )
 
-    async def get_presence(self, requester: str, user_id: str) -> JsonDict:
-        if requester != user_id:
+    async def get_presence(
+        self, requester: str, user_id: str, *, check: bool = True
+    ) -> JsonDict:
+        """`user_id`'s presence as `requester` sees it: 403 unless they share a room
+        (`check=False`: the caller has decided). A user who never set or synced any
+        presence is `offline`, as Synapse answers (spec: Presence)."""
+        if check and requester != user_id:
             shared = await self._rooms.get_users_sharing_rooms(requester, [user_id])
             if user_id not in shared:
                 raise forbidden("You cannot see this user's presence.")
         rows = await self._store.get_presence([user_id])
         row = rows.get(user_id)
         if row is None:
-            raise not_found("No presence for this user.")
+            return {"presence": OFFLINE}
         return self.format_content(row)
 
     async def set_remote_presence(
