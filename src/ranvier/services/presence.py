@@ -123,6 +123,21 @@ class PresenceService:
             return {"presence": OFFLINE}
         return self.format_content(row)
 
+    async def get_presence_events(self, user_ids: Collection[str]) -> list[JsonDict]:
+        """`m.presence` events of `user_ids` (offline for those with no presence)."""
+        rows = await self._store.get_presence(user_ids)
+        out = []
+        for user_id in user_ids:
+            row = rows.get(user_id)
+            if row is None:
+                content: JsonDict = {"presence": OFFLINE}
+                out.append(
+                    {"type": "m.presence", "sender": user_id, "content": content}
+                )
+            else:
+                out.append(self.format_event(row))
+        return out
+
     async def set_remote_presence(
         self,
         user_id: str,
