@@ -202,3 +202,25 @@ async def test_mautrix_legacy_sync_api(tmp_path: Path, db_engine: EngineName) ->
             assert {"type": "org.example.r", "content": {"r": 1}} in room_sync[
                 "account_data"
             ]
+
+
+async def test_mautrix_summary_heroes_only_for_unnamed_rooms(
+    tmp_path: Path, db_engine: EngineName
+) -> None:
+    async with accounts_server(tmp_path, engine=db_engine) as (hs, api):
+        alice_user = await new_user(api, "alice")
+        bob_user = await new_user(api, "bob")
+        async with (
+            mautrix_client(hs.base_url, alice_user) as alice,
+            mautrix_client(hs.base_url, bob_user) as bob,
+        ):
+            named = await alice.create_room(name="named", invitees=[bob.mxid])
+            unnamed = await alice.create_room(invitees=[bob.mxid])
+            await bob.join_room(named)
+            await bob.join_room(unnamed)
+            rooms = (await alice.sync())["rooms"]["join"]
+            assert rooms[named]["summary"] == {
+                "m.joined_member_count": 2,
+                "m.invited_member_count": 0,
+            }
+            assert rooms[unnamed]["summary"]["m.heroes"] == [bob_user.user_id]

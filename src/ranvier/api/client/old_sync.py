@@ -7,8 +7,8 @@
 
 Spec: Client-Server API > Legacy sync (old_sync.yaml, peeking_events.yaml,
 room_initial_sync.yaml). `from` is a sync token (what /sync, /initialSync and /events
-hand out); a bad one is 400 M_INVALID_PARAM. Guests may use the event stream (an empty
-one, unless they are in rooms or peek at a world-readable one) and the room initial sync.
+hand out); a bad one is 400 M_INVALID_PARAM. Guests may use the event stream of one room
+(`room_id` is required, as in Synapse) and the room initial sync.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from ranvier.api.http import AuthMode, Endpoint, MatrixRequest, client_paths
-from ranvier.core.errors import invalid_param
+from ranvier.core.errors import MatrixError, invalid_param
 from ranvier.core.streams import InvalidTokenError, SyncToken
 from ranvier.services.sync.legacy import INITIAL_SYNC_LIMIT, LegacySyncService
 
@@ -37,12 +37,16 @@ class OldSyncResource:
 
     async def get_events(self, req: MatrixRequest) -> dict[str, Any]:
         user = req.user
+        room_id = req.query.get("room_id") or None
+        if user.is_guest and room_id is None:
+            # As Synapse: a guest's event stream is one room's (peeking or joined).
+            raise MatrixError(400, "M_MISSING_PARAM", "Guests must give 'room_id'.")
         return await self._legacy.get_events(
             user.user_id,
             user.device_id,
             from_token=_from_token(req),
             timeout_ms=max(0, req.query_int("timeout", 0) or 0),
-            room_id=req.query.get("room_id") or None,
+            room_id=room_id,
         )
 
     async def get_event(self, req: MatrixRequest) -> dict[str, Any]:

@@ -6,6 +6,8 @@
   the same token (a sync token, so `end` works for /sync and /messages too). With
   `room_id` of a room the user is not joined to, it peeks: the room's new events if the
   room is world-readable (403 otherwise).
+* Room events everywhere here are in the r0 form: `user_id`, and `age`/`prev_content`
+  repeated at the top level.
 * `get_event` — `GET /events/{eventId}`: one event the user may see.
 * `get_initial_sync` — `GET /initialSync`: every room (left ones with `archived`) with its
   state, latest messages and account data, plus presence, receipts and global account
@@ -93,8 +95,34 @@ def legacy_presence_event(event: Mapping[str, Any]) -> JsonDict:
     return {"type": "m.presence", "sender": sender, "content": content}
 
 
+_V1_TOP_LEVEL = ("age", "prev_content", "replaces_state", "redacted_because")
+
+
+def legacy_client_event(event: Mapping[str, Any]) -> JsonDict:
+    """A client event in the r0/v1 form these endpoints always had (Synapse's too):
+    `user_id` (the sender) and a few `unsigned` fields repeated at the top level."""
+    out = dict(event)
+    sender = out.get("sender")
+    if isinstance(sender, str):
+        out["user_id"] = sender
+    unsigned = out.get("unsigned")
+    if isinstance(unsigned, Mapping):
+        for key in _V1_TOP_LEVEL:
+            if key in unsigned:
+                out[key] = unsigned[key]
+    return out
+
+
+def _legacy_room(room: JsonDict) -> JsonDict:
+    """A room of an initial sync with its events in the legacy form."""
+    room["state"] = [legacy_client_event(e) for e in room["state"]]
+    messages = room["messages"]
+    messages["chunk"] = [legacy_client_event(e) for e in messages["chunk"]]
+    return room
+
+
 def _with_room(events: list[JsonDict], room_id: str) -> list[JsonDict]:
-    return [{**e, "room_id": room_id} for e in events]
+    return [legacy_client_event({**e, "room_id": room_id}) for e in events]
 
 
 def _since_own_join(events: list[JsonDict], user_id: str) -> list[JsonDict]:
@@ -201,7 +229,7 @@ class LegacySyncService:
                 )
             except MatrixError:
                 continue  # an invite the user may not read is left out
-            out.append({**event, "room_id": rid})
+            out.append(legacy_client_event({**event, "room_id": rid}))
         return out
 
     async def _peek(
@@ -254,7 +282,7 @@ class LegacySyncService:
         event = await self._reading.get_event(
             Reader(user_id, device_id), room_id, event_id
         )
-        return {**event, "room_id": room_id}
+        return legacy_client_event({**event, "room_id": room_id})
 
     # -- GET /initialSync ----------------------------------------------------------------------
     async def get_initial_sync(
@@ -284,8 +312,10 @@ class LegacySyncService:
             if m.membership == "invite":
                 rooms.append(await self._invited_room(user_id, m))
                 continue
-            room = await self._room_initial_sync.get_room_initial_sync(
-                user_id, device_id, m.room_id, limit=limit
+            room = _legacy_room(
+                await self._room_initial_sync.get_room_initial_sync(
+                    user_id, device_id, m.room_id, limit=limit
+                )
             )
             room["membership"] = m.membership
             room["messages"]["end"] = now.encode()
@@ -338,10 +368,21 @@ class LegacySyncService:
         await self._presence.sync_started(user_id, None)
         try:
             now = self._notifier.current_token()
-            room = await self._room_initial_sync.get_room_initial_sync(
-                user_id, device_id, room_id, limit=limit
+            room = _legacy_room(
+                await self._room_initial_sync.get_room_initial_sync(
+                    user_id, device_id, room_id, limit=limit
+                )
             )
             room["messages"]["end"] = now.encode()
+            snapshot = await self._account_data.get_account_data_since(
+                user_id, 0, now.account_data
+            )
+            room["account_data"] = _room_account_data(snapshot, room_id)
+            if room.get("membership") != "join":
+                # Former members and peekers get no ephemeral data (as Synapse).
+                room["presence"] = []
+                room["receipts"] = []
+                return room
             members = {
                 e["state_key"]
                 for e in room["state"]
@@ -349,10 +390,6 @@ class LegacySyncService:
                 and (e.get("content") or {}).get("membership") == "join"
             }
             room["presence"] = await self._presence_of(user_id, members)
-            snapshot = await self._account_data.get_account_data_since(
-                user_id, 0, now.account_data
-            )
-            room["account_data"] = _room_account_data(snapshot, room_id)
             receipts = await self._receipts.get_receipt_events(
                 user_id, [room_id], 0, now.receipts
             )
