@@ -224,3 +224,76 @@ async def test_mautrix_summary_heroes_only_for_unnamed_rooms(
                 "m.invited_member_count": 0,
             }
             assert rooms[unnamed]["summary"]["m.heroes"] == [bob_user.user_id]
+
+
+async def test_event_of_unreadable_room_is_404_and_peeking_event_stream(
+    tmp_path: Path, db_engine: EngineName
+) -> None:
+    async with accounts_server(tmp_path, engine=db_engine) as (hs, api):
+        alice_user = await new_user(api, "alice")
+        eve_user = await new_user(api, "eve")
+        async with (
+            nio_client(hs.base_url, alice_user) as alice,
+            nio_client(hs.base_url, eve_user) as eve,
+            mautrix_client(hs.base_url, eve_user) as eve_mautrix,
+        ):
+            created = await alice.room_create(name="private")
+            assert isinstance(created, nio.RoomCreateResponse), created
+            room_id = created.room_id
+            sent = await alice.room_send(
+                room_id, "m.room.message", {"msgtype": "m.text", "body": "secret"}
+            )
+            assert isinstance(sent, nio.RoomSendResponse), sent
+            # Spec: 404 "not found or you do not have permission to read this event".
+            got = await eve.room_get_event(room_id, sent.event_id)
+            assert isinstance(got, nio.RoomGetEventError), got
+            assert got.status_code == "M_NOT_FOUND"
+
+            # A world-readable room: Eve's event stream peeks at its events and the
+            # receipts in it.
+            visibility = await alice.room_put_state(
+                room_id,
+                "m.room.history_visibility",
+                {"history_visibility": "world_readable"},
+            )
+            assert isinstance(visibility, nio.RoomPutStateResponse), visibility
+            start = await eve_mautrix.api.request(
+                Method.GET,
+                MPath.v3.events,
+                query_params={"room_id": room_id, "timeout": "0"},
+            )
+            waiter = asyncio.create_task(
+                eve_mautrix.api.request(
+                    Method.GET,
+                    MPath.v3.events,
+                    query_params={
+                        "room_id": room_id,
+                        "from": start["end"],
+                        "timeout": "20000",
+                    },
+                )
+            )
+            shout = await alice.room_send(
+                room_id, "m.room.message", {"msgtype": "m.text", "body": "public"}
+            )
+            assert isinstance(shout, nio.RoomSendResponse), shout
+            peeked = await asyncio.wait_for(waiter, DEADLINE_SECONDS)
+            assert [e["content"]["body"] for e in peeked["chunk"]] == ["public"]
+            assert isinstance(
+                await alice.room_read_markers(room_id, shout.event_id, shout.event_id),
+                nio.RoomReadMarkersResponse,
+            )
+            receipts = await eve_mautrix.api.request(
+                Method.GET,
+                MPath.v3.events,
+                query_params={
+                    "room_id": room_id,
+                    "from": peeked["end"],
+                    "timeout": "20000",
+                },
+            )
+            assert [e["type"] for e in receipts["chunk"]] == ["m.receipt"]
+            assert (
+                alice_user.user_id
+                in (receipts["chunk"][0]["content"][shout.event_id]["m.read"])
+            )

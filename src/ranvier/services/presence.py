@@ -138,6 +138,17 @@ class PresenceService:
                 out.append(self.format_event(row))
         return out
 
+    async def get_changed_presence_events(
+        self, user_ids: Collection[str], from_id: int, to_id: int
+    ) -> list[JsonDict]:
+        """`m.presence` events of those of `user_ids` whose presence changed in
+        (from_id, to_id]."""
+        wanted = set(user_ids)
+        if not wanted or to_id <= from_id:
+            return []
+        rows = await self._store.get_presence_changes(from_id, to_id)
+        return [self.format_event(r) for r in rows if r.user_id in wanted]
+
     async def set_remote_presence(
         self,
         user_id: str,

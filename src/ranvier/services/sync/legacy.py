@@ -4,8 +4,8 @@
   typing, receipts and room account data carry `room_id`; presence events carry the
   legacy `content.user_id`), long-polling up to `timeout`. It is computed by /sync from
   the same token (a sync token, so `end` works for /sync and /messages too). With
-  `room_id` of a room the user is not joined to, it peeks: the room's new events if the
-  room is world-readable (403 otherwise).
+  `room_id` of a room the user is not joined to, it peeks: the room's new events,
+  receipts and members' presence if the room is world-readable (403 otherwise).
 * Room events everywhere here are in the r0 form: `user_id`, and `age`/`prev_content`
   repeated at the top level.
 * `get_event` — `GET /events/{eventId}`: one event the user may see.
@@ -60,6 +60,8 @@ class Memberships(Protocol):
     async def get_users_sharing_rooms(
         self, user_id: str, candidates: Collection[str] | None = None
     ) -> set[str]: ...
+
+    async def get_joined_members(self, room_ids: Collection[str]) -> set[str]: ...
 
 
 class RoomReading(Protocol):
@@ -260,6 +262,7 @@ class LegacySyncService:
                     flt=None,
                 )
                 chunk = _with_room(list(page["chunk"]), room_id)
+                chunk += await self._peeked_ephemeral(user_id, room_id, since, now)
                 remaining = deadline - self._clock.monotonic()
                 if chunk or remaining <= 0 or self._notifier.closed:
                     return {
@@ -270,6 +273,22 @@ class LegacySyncService:
                 await listener.wait(remaining)
         finally:
             listener.close()
+
+    async def _peeked_ephemeral(
+        self, user_id: str, room_id: str, since: SyncToken, now: SyncToken
+    ) -> list[JsonDict]:
+        """What a peeker sees besides events, as Synapse shows it: the receipts in the
+        room and the presence of its members (in the r0 form)."""
+        receipts = await self._receipts.get_receipt_events(
+            user_id, [room_id], since.receipts, now.receipts
+        )
+        out = [{**e, "room_id": rid} for rid, e in receipts.items()]
+        members = await self._memberships.get_joined_members([room_id])
+        changed = await self._presence.get_changed_presence_events(
+            members, since.presence, now.presence
+        )
+        out += [legacy_presence_event(e) for e in changed]
+        return out
 
     # -- GET /events/{eventId} --------------------------------------------------------------
     async def get_event(
