@@ -1,6 +1,6 @@
 """Wiring of the smaller client features Element calls at start-up or in everyday use:
 the user directory, TURN credentials, content reports, room upgrades, room summaries,
-the legacy room initialSync, and the answers for third-party identifiers and networks
+and the answers for third-party identifiers and networks
 this server does not provide.
 """
 
@@ -18,7 +18,7 @@ from ranvier.api.http import Endpoint
 from ranvier.app.rooms import Rooms
 from ranvier.config.schema import HomeserverConfig
 from ranvier.services.reports import ReportService
-from ranvier.services.rooms.previews import RoomInitialSyncService, RoomSummaryService
+from ranvier.services.rooms.previews import RoomSummaryService
 from ranvier.services.rooms.reading import Reader
 from ranvier.services.rooms.upgrade import RoomUpgradeService
 from ranvier.services.user_directory import UserDirectoryService
@@ -89,11 +89,8 @@ def build_client_extras(
     summaries = RoomSummaryService(
         directory=rooms.directory, rooms=rooms.rooms, state=rooms.state_reader
     )
-    initial_sync = RoomInitialSyncService(
-        reading=rooms.reading, rooms=rooms.rooms, directory=rooms.directory
-    )
     return [
-        *RoomPreviewsResource(summaries, initial_sync).endpoints(),
+        *RoomPreviewsResource(summaries).endpoints(),
         *UserDirectoryResource(
             UserDirectoryService(UserDirectoryStore(db))
         ).endpoints(),

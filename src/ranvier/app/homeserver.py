@@ -26,7 +26,12 @@ from ranvier.app.media import Media, build_media
 from ranvier.app.push import Push, PushNotifierLink, build_push, build_push_core
 from ranvier.app.room_federation import FederationSeam, build_room_federation
 from ranvier.app.rooms import build_rooms, random_opaque_id
-from ranvier.app.sync import RoomsReadSide, build_notifier, build_sync
+from ranvier.app.sync import (
+    RoomsReadSide,
+    build_legacy_sync,
+    build_notifier,
+    build_sync,
+)
 from ranvier.config.schema import HomeserverConfig
 from ranvier.core.crypto.keys import SigningKey, read_signing_keys
 from ranvier.federation.transport import FederationTransport
@@ -244,6 +249,16 @@ async def build_homeserver(
             notification_counts=push_core.counts,
         )
         hs.resources["client"].extend(sync.endpoints)
+        hs.resources["client"].extend(
+            build_legacy_sync(
+                sync=sync,
+                clock=clock,
+                rooms=rooms.rooms,
+                events=rooms.events,
+                reading=rooms.reading,
+                directory=rooms.directory,
+            )
+        )
         # --- end sync ----------------------------------------------------------------
         # --- push, part 2: m.push_rules account data, pushers, /notifications ---------
         hs.push = build_push(

@@ -5,7 +5,7 @@ pipeline's `RoomEventNotifier`). `build_sync` then constructs the stores, servic
 HTTP resources once, registers every stream's position source with the notifier, and
 connects the account hooks (deleted devices drop their to-device inbox and count as a
 device-list change), and starts the hourly to-device transaction-ID cleanup under the
-supervisor.
+supervisor. `build_legacy_sync` adds the deprecated r0 sync endpoints on top.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Protocol
 
 from ranvier.api.client.account_data import AccountDataResource
 from ranvier.api.client.filters import FiltersResource
+from ranvier.api.client.old_sync import OldSyncResource
 from ranvier.api.client.presence import PresenceResource
 from ranvier.api.client.receipts import ReceiptsResource
 from ranvier.api.client.sync import SyncResource
@@ -30,7 +31,10 @@ from ranvier.services.notifier import Notifier, StreamSources
 from ranvier.services.presence import PresenceFederation, PresenceService
 from ranvier.services.receipts import ReceiptFederation, ReceiptService
 from ranvier.services.rooms.client_events import ClientEventSerializer
+from ranvier.services.rooms.previews import RoomDescriptions, RoomInitialSyncService
+from ranvier.services.rooms.reading import RoomReadService
 from ranvier.services.rooms.visibility import EventVisibility
+from ranvier.services.sync.legacy import LegacySyncService
 from ranvier.services.sync.room_data import RoomDataLoader
 from ranvier.services.sync.rooms import NotificationCounter, RoomsSectionBuilder
 from ranvier.services.sync.serialize import EventSerializer
@@ -235,3 +239,31 @@ async def build_sync(
         sync=sync,
         endpoints=endpoints,
     )
+
+
+def build_legacy_sync(
+    *,
+    sync: Sync,
+    clock: Clock,
+    rooms: RoomStore,
+    events: EventStore,
+    reading: RoomReadService,
+    directory: RoomDescriptions,
+) -> list[Endpoint]:
+    """The deprecated r0 sync endpoints (`/events`, `/initialSync`, room initialSync),
+    over /sync and the rooms' read side."""
+    legacy = LegacySyncService(
+        sync=sync.sync,
+        notifier=sync.notifier,
+        clock=clock,
+        memberships=sync.store,
+        reading=reading,
+        events=events,
+        room_initial_sync=RoomInitialSyncService(
+            reading=reading, rooms=rooms, directory=directory
+        ),
+        presence=sync.presence,
+        account_data=sync.account_data,
+        receipts=sync.receipts,
+    )
+    return OldSyncResource(legacy).endpoints()

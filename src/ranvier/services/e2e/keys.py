@@ -285,7 +285,13 @@ class E2eKeysService:
             try:
                 check_device_keys(device_keys, user_id, device_id)
             except E2eKeyError as e:
-                code = "M_INVALID_SIGNATURE" if e.bad_signature else "M_INVALID_PARAM"
+                code = (
+                    "M_INVALID_SIGNATURE"
+                    if e.bad_signature
+                    else "M_BAD_JSON"
+                    if e.malformed
+                    else "M_INVALID_PARAM"
+                )
                 raise MatrixError(400, code, e.message) from None
             if await self._store.set_device_keys(user_id, device_id, device_keys, now):
                 await self._device_keys_changed(user_id, device_id)

@@ -44,6 +44,9 @@ PREJOIN_STATE_TYPES = (
 )
 
 
+_NAME_KEYS = (("m.room.name", ""), ("m.room.canonical_alias", ""))
+
+
 class TypingSource(Protocol):
     def get_typing_users(self, room_id: str) -> list[str]: ...
 
@@ -237,6 +240,7 @@ class RoomsSectionBuilder:
             if r in full_rooms or (r in data and data[r].members_changed)
         ]
         summaries = await self._store.get_room_summaries(summary_rooms, req.user_id)
+        named = await self._named_rooms(summaries)
         for room_id in candidates:
             room = data.get(room_id) or _empty_room(now)
             body: JsonDict = {
@@ -256,11 +260,31 @@ class RoomsSectionBuilder:
             summary = summaries.get(room_id)
             if summary is not None:
                 body["summary"] = {
-                    "m.heroes": summary.heroes,
                     "m.joined_member_count": summary.joined,
                     "m.invited_member_count": summary.invited,
                 }
+                if room_id not in named:
+                    body["summary"]["m.heroes"] = summary.heroes
             section.join[room_id] = body
+
+    async def _named_rooms(self, room_ids: Iterable[str]) -> set[str]:
+        """Rooms with a non-empty `m.room.name` or `m.room.canonical_alias`: their
+        summary leaves out `m.heroes` (spec: only required when both are unset or
+        empty; Synapse omits them)."""
+        ids: dict[str, str] = {}
+        for room_id in room_ids:
+            state = await self._current_state.get_current_state_event_ids(
+                room_id, _NAME_KEYS
+            )
+            ids.update(dict.fromkeys(state.values(), room_id))
+        if not ids:
+            return set()
+        named = set()
+        for event_id, stored in (await self._events.get_events(ids)).items():
+            content = stored.event.content
+            if content.get("name") or content.get("alias"):
+                named.add(ids[event_id])
+        return named
 
     async def _rooms_with_events(
         self, room_ids: set[str], since: int, now: int
