@@ -200,6 +200,7 @@ async def build_homeserver(
             remote=seam,
             backfill=seam,
             remote_directory=seam,
+            erasure=accounts.erasure,
         )
         hs.resources["client"].extend(rooms.endpoints)
         # --- end rooms ---------------------------------------------------------------
@@ -241,6 +242,7 @@ async def build_homeserver(
                 rooms.visibility,
                 rooms.serializer,
                 rooms.rooms,
+                ignored=rooms.ignored,
             ),
             accounts=accounts.store,
             hooks=accounts.hooks,

@@ -36,10 +36,11 @@ from ranvier.services.rooms.reading import RoomReadService
 from ranvier.services.rooms.relations import RelationService
 from ranvier.services.rooms.remote import RemoteDirectory, RemoteRoomOps, RoomBackfill
 from ranvier.services.rooms.state_reader import RoomStateReader
-from ranvier.services.rooms.visibility import EventVisibility
+from ranvier.services.rooms.visibility import ErasedUsers, EventVisibility
 from ranvier.services.search import SearchService
 from ranvier.storage.database import Database
 from ranvier.storage.stores.events import EventStore
+from ranvier.storage.stores.ignored_users import IgnoredUsersStore
 from ranvier.storage.stores.relations import RelationStore
 from ranvier.storage.stores.rooms import RoomStore
 from ranvier.storage.stores.search import SearchStore
@@ -69,6 +70,8 @@ class Rooms:
     endpoints: list[Endpoint]
     relations: RelationService | None = None
     search: SearchService | None = None
+    erasure: ErasedUsers | None = None
+    ignored: IgnoredUsersStore | None = None
 
 
 async def build_rooms(
@@ -83,6 +86,7 @@ async def build_rooms(
     remote: RemoteRoomOps | None = None,
     backfill: RoomBackfill | None = None,
     remote_directory: RemoteDirectory | None = None,
+    erasure: ErasedUsers | None = None,
 ) -> Rooms:
     server_name = config.server_name
     events = await EventStore.open(db)
@@ -104,7 +108,10 @@ async def build_rooms(
         now=clock.time_msec,
     )
     state_reader = RoomStateReader(state, events)
-    visibility = EventVisibility(rooms=rooms, state=state, events=events)
+    ignored = IgnoredUsersStore(db)
+    visibility = EventVisibility(
+        rooms=rooms, state=state, events=events, erasure=erasure, ignored=ignored
+    )
     relation_store = RelationStore(db)
     serializer = ClientEventSerializer(
         events, clock, bundler=RelationBundler(relation_store)
@@ -131,8 +138,8 @@ async def build_rooms(
         known_rooms=rooms,
         profiles=profiles,
         clock=clock,
+        remote=remote,
     )
-    messages = RoomMessageService(sender=sender, directory=directory, events=events)
     membership = MembershipService(
         server_name=server_name,
         sender=sender,
@@ -141,6 +148,9 @@ async def build_rooms(
         directory=directory,
         profiles=profiles,
         remote=remote,
+    )
+    messages = RoomMessageService(
+        sender=sender, directory=directory, events=events, guests=membership
     )
     reading = RoomReadService(
         events=events,
@@ -187,4 +197,6 @@ async def build_rooms(
         endpoints=endpoints,
         relations=relations,
         search=search,
+        erasure=erasure,
+        ignored=ignored,
     )

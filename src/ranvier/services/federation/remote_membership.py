@@ -94,8 +94,20 @@ class EventSigner(Protocol):
     ) -> Event: ...
 
 
+class CurrentMembership(Protocol):
+    @property
+    def membership(self) -> str: ...
+
+    @property
+    def event_id(self) -> str: ...
+
+
 class KnownRooms(Protocol):
     async def get_room_version(self, room_id: str) -> RoomVersion | None: ...
+
+    async def get_membership(
+        self, room_id: str, user_id: str
+    ) -> CurrentMembership | None: ...
 
 
 class StoredEvents(Protocol):
@@ -254,9 +266,39 @@ class RemoteMembershipService:
         }
         if ("m.room.create", "") not in state_ids:
             raise RemoteProtocolError(f"{server}: send_join state has no create event")
+        if content.get("kind") == "guest":
+            await self._check_guest_access(server, room_id, user_id, checked, state_ids)
         await self._persist_join(room_id, rv, event, checked, state_ids)
         logger.info("%s joined %s via %s", user_id, room_id, server)
         return event.event_id
+
+    async def _check_guest_access(
+        self,
+        server: str,
+        room_id: str,
+        user_id: str,
+        checked: Mapping[str, Event],
+        state_ids: Mapping[StateKey, str],
+    ) -> None:
+        """Guests are a local notion the resident does not check: the room's
+        `m.room.guest_access` is only known from the `send_join` state. If it is not
+        `can_join`, our join is withdrawn again (best effort) and refused."""
+        access_id = state_ids.get(("m.room.guest_access", ""))
+        access = checked.get(access_id) if access_id is not None else None
+        if access is not None and access.content.get("guest_access") == "can_join":
+            return
+        try:
+            template = await self._make("leave", server, room_id, user_id)
+            leave = self._complete(template, room_id, user_id, "leave", {})
+            path = federation_path(
+                "/_matrix/federation/v2/send_leave/{}/{}", room_id, leave.event_id
+            )
+            await self._client.put_json(server, path, leave.data)
+        except (FederationError, RemoteProtocolError) as e:
+            logger.info("withdrawing guest join to %s failed: %s", room_id, e)
+        raise MatrixError(
+            403, "M_FORBIDDEN", "Guest access is not allowed in this room."
+        )
 
     async def _countersigned(self, server: str, ours: Event, returned: Any) -> Event:
         """The resident's copy of our join (restricted rooms: it adds the authorising
@@ -342,7 +384,47 @@ class RemoteMembershipService:
                 continue
             await self._persist_out_of_band(event)
             return event.event_id
+        local = await self._local_out_of_band_leave(user_id, room_id, content)
+        if local is not None:
+            return local
         raise _remote_error(errors, "leave the room")
+
+    async def _local_out_of_band_leave(
+        self, user_id: str, room_id: str, content: JsonDict
+    ) -> str | None:
+        """No resident server took the rejection (down, gone, refusing): like Synapse,
+        store a leave of our own on top of the invite (or knock), so it disappears
+        for the user. Nobody else learns of it; None without such a membership."""
+        membership = await self._rooms.get_membership(room_id, user_id)
+        if membership is None or membership.membership not in ("invite", "knock"):
+            return None
+        stored = (await self._events.get_events([membership.event_id])).get(
+            membership.event_id
+        )
+        if stored is None:
+            return None
+        invite: Event = stored.event
+        rv = invite.room_version
+        pdu: JsonDict = {
+            "type": MEMBER,
+            "room_id": room_id,
+            "sender": user_id,
+            "state_key": user_id,
+            "content": {**content, "membership": "leave"},
+            "depth": invite.depth + 1,
+            "prev_events": [invite.event_id],
+            "auth_events": [invite.event_id],
+            "origin_server_ts": self._clock.time_msec(),
+        }
+        if rv.event_format is EventFormat.V1:
+            pdu["event_id"] = f"${self._random_id()}:{self._server_name}"
+            pdu["origin"] = self._server_name
+            pdu["prev_events"] = [[invite.event_id, {}]]
+            pdu["auth_events"] = [[invite.event_id, {}]]
+        event = self._signer.finalize(pdu, rv)
+        await self._persist_out_of_band(event)
+        logger.info("%s left %s out of band (no server reachable)", user_id, room_id)
+        return event.event_id
 
     async def knock(
         self, user_id: str, room_id: str, servers: Sequence[str], content: JsonDict
