@@ -1,6 +1,7 @@
 """Wiring of the smaller client features Element calls at start-up or in everyday use:
 the user directory, TURN credentials, content reports, room upgrades, room summaries,
-the legacy room initialSync, and the answers for third-party identifiers and networks
+the legacy room initialSync, OpenID tokens (`build_openid`, also handed to the
+federation `userinfo` query), and the answers for third-party identifiers and networks
 this server does not provide.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ranvier.api.client import threepid
+from ranvier.api.client.openid import OpenIdResource
 from ranvier.api.client.reports import ReportsResource
 from ranvier.api.client.room_previews import RoomPreviewsResource
 from ranvier.api.client.room_upgrade import RoomUpgradeResource
@@ -17,6 +19,7 @@ from ranvier.api.client.voip import VoipResource
 from ranvier.api.http import Endpoint
 from ranvier.app.rooms import Rooms
 from ranvier.config.schema import HomeserverConfig
+from ranvier.services.accounts.openid import OpenIdService
 from ranvier.services.reports import ReportService
 from ranvier.services.rooms.previews import RoomInitialSyncService, RoomSummaryService
 from ranvier.services.rooms.reading import Reader
@@ -25,6 +28,7 @@ from ranvier.services.user_directory import UserDirectoryService
 from ranvier.services.voip import TurnService
 from ranvier.storage.database import Database
 from ranvier.storage.stores.accounts import AccountsStore
+from ranvier.storage.stores.openid import OpenIdStore
 from ranvier.storage.stores.reports import ReportStore
 from ranvier.storage.stores.user_directory import UserDirectoryStore
 from ranvier.util.clock import Clock
@@ -102,3 +106,13 @@ def build_client_extras(
         *RoomUpgradeResource(upgrades).endpoints(),
         *threepid.endpoints(),
     ]
+
+
+def build_openid(
+    config: HomeserverConfig, db: Database, clock: Clock
+) -> tuple[OpenIdService, list[Endpoint]]:
+    """OpenID tokens: the client endpoint, and the service that answers `userinfo`."""
+    openid = OpenIdService(
+        server_name=config.server_name, store=OpenIdStore(db), clock=clock
+    )
+    return openid, OpenIdResource(openid).endpoints()

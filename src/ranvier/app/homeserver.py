@@ -18,7 +18,7 @@ from ranvier.api.client import versions
 from ranvier.api.http import Authenticator, Endpoint, HttpSettings
 from ranvier.api.keys.server import ServerKeyResource
 from ranvier.app.accounts import Accounts, build_accounts
-from ranvier.app.client_extras import build_client_extras
+from ranvier.app.client_extras import build_client_extras, build_openid
 from ranvier.app.e2e import SeamEdus, build_e2e, build_key_counts
 from ranvier.app.federation import Federation, build_federation
 from ranvier.app.federation_rooms import build_federation_rooms
@@ -209,6 +209,8 @@ async def build_homeserver(
                 random_id=random_opaque_id,
             )
         )
+        openid, openid_endpoints = build_openid(config, db, clock)
+        hs.resources["client"].extend(openid_endpoints)
         # --- end client extras ---------------------------------------------------------
         # --- push, part 1: rules, evaluation of every persisted event, unread counts --
         push_core = build_push_core(
@@ -318,6 +320,7 @@ async def build_homeserver(
             sync=sync,
             accounts=accounts,
             federation=hs.federation,
+            openid=openid,
             device_keys=e2e.remote,
         )
         hs.resources["federation"].extend(federation_rooms.endpoints)
