@@ -1,5 +1,5 @@
 """Wiring of the smaller client features Element calls at start-up or in everyday use:
-the user directory, TURN credentials, content reports, room upgrades, room summaries,
+the user directory, TURN credentials, MatrixRTC transports, content reports, room upgrades, room summaries,
 the legacy room initialSync, OpenID tokens (`build_openid`, also handed to the
 federation `userinfo` query), and the answers for third-party identifiers and networks
 this server does not provide.
@@ -14,6 +14,7 @@ from ranvier.api.client.openid import OpenIdResource
 from ranvier.api.client.reports import ReportsResource
 from ranvier.api.client.room_previews import RoomPreviewsResource
 from ranvier.api.client.room_upgrade import RoomUpgradeResource
+from ranvier.api.client.rtc import RtcResource
 from ranvier.api.client.user_directory import UserDirectoryResource
 from ranvier.api.client.voip import VoipResource
 from ranvier.api.http import Endpoint
@@ -102,6 +103,7 @@ def build_client_extras(
             UserDirectoryService(UserDirectoryStore(db))
         ).endpoints(),
         *VoipResource(TurnService(config.turn, clock)).endpoints(),
+        *RtcResource(config.matrix_rtc.livekit_service_urls).endpoints(),
         *ReportsResource(reports).endpoints(),
         *RoomUpgradeResource(upgrades).endpoints(),
         *threepid.endpoints(),

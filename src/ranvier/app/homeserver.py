@@ -169,7 +169,11 @@ async def build_homeserver(
         # attach each part (federation, push, media, ...) as soon as it is built.
         opened.push_async_callback(hs.stop)
         wk = well_known.WellKnownResource(
-            config.public_baseurl, _federation_authority(config)
+            config.public_baseurl,
+            _federation_authority(config),
+            livekit_service_urls=config.matrix_rtc.livekit_service_urls,
+            support_contacts=[c.to_json() for c in config.server_support.contacts],
+            support_page=config.server_support.page,
         )
         hs.resources["client"] = [*versions.endpoints(), *wk.endpoints()]
         # --- accounts (issue #4): registration, login, devices, profiles -------------
