@@ -268,9 +268,10 @@ class MatrixRequest:
         v = self.raw.query.get(name)
         if v is None:
             return default
-        if v in ("true", "1"):
+        # Case-insensitive: matrix-nio sends Python's "True".
+        if v.lower() in ("true", "1"):
             return True
-        if v in ("false", "0"):
+        if v.lower() in ("false", "0"):
             return False
         raise MatrixError(400, "M_INVALID_PARAM", f"'{name}' must be true or false")
 

@@ -1,5 +1,6 @@
 """Wiring of the smaller client features Element calls at start-up or in everyday use:
-the user directory, TURN credentials, MatrixRTC transports, content reports, room upgrades, room summaries,
+the user directory, TURN credentials, MatrixRTC transports, space hierarchies and
+mutual rooms, content reports, room upgrades, room summaries,
 the legacy room initialSync, OpenID tokens (`build_openid`, also handed to the
 federation `userinfo` query), and the answers for third-party identifiers and networks
 this server does not provide.
@@ -15,6 +16,7 @@ from ranvier.api.client.reports import ReportsResource
 from ranvier.api.client.room_previews import RoomPreviewsResource
 from ranvier.api.client.room_upgrade import RoomUpgradeResource
 from ranvier.api.client.rtc import RtcResource
+from ranvier.api.client.spaces import SpacesResource
 from ranvier.api.client.user_directory import UserDirectoryResource
 from ranvier.api.client.voip import VoipResource
 from ranvier.api.http import Endpoint
@@ -24,6 +26,12 @@ from ranvier.services.accounts.openid import OpenIdService
 from ranvier.services.reports import ReportService
 from ranvier.services.rooms.previews import RoomInitialSyncService, RoomSummaryService
 from ranvier.services.rooms.reading import Reader
+from ranvier.services.rooms.spaces import (
+    MutualRoomsService,
+    NoRemoteHierarchy,
+    RemoteHierarchy,
+    SpaceHierarchyService,
+)
 from ranvier.services.rooms.upgrade import RoomUpgradeService
 from ranvier.services.user_directory import UserDirectoryService
 from ranvier.services.voip import TurnService
@@ -72,6 +80,7 @@ def build_client_extras(
     rooms: Rooms,
     accounts: AccountsStore,
     random_id: Callable[[], str],
+    remote_hierarchy: RemoteHierarchy | None = None,
 ) -> list[Endpoint]:
     facts = _RoomFacts(rooms)
     reports = ReportService(
@@ -97,8 +106,15 @@ def build_client_extras(
     initial_sync = RoomInitialSyncService(
         reading=rooms.reading, rooms=rooms.rooms, directory=rooms.directory
     )
+    hierarchy = SpaceHierarchyService(
+        directory=rooms.directory,
+        rooms=rooms.rooms,
+        state=rooms.state_reader,
+        remote=remote_hierarchy or NoRemoteHierarchy(),
+    )
     return [
         *RoomPreviewsResource(summaries, initial_sync).endpoints(),
+        *SpacesResource(hierarchy, MutualRoomsService(rooms=rooms.rooms)).endpoints(),
         *UserDirectoryResource(
             UserDirectoryService(UserDirectoryStore(db))
         ).endpoints(),

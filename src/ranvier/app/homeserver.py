@@ -211,6 +211,7 @@ async def build_homeserver(
                 rooms=rooms,
                 accounts=accounts.store,
                 random_id=random_opaque_id,
+                remote_hierarchy=seam,
             )
         )
         openid, openid_endpoints = build_openid(config, db, clock)
