@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from ranvier.core.crypto.signing import signature_key_ids
@@ -335,3 +336,96 @@ async def test_bad_json_in_membership_events_is_m_bad_json(two: Two) -> None:
             hs2, t.hs1, federation_path(f"{V1}/invite/{{}}/{{}}", room_id, "$x"), invite
         )
         assert (status, out["errcode"]) == (400, "M_BAD_JSON"), out
+
+
+# -- invite destinations ---------------------------------------------------------------------------
+def record_sends(server: FedServer) -> list[tuple[str, JsonDict]]:
+    """(destination, PDU) of every transaction `server` sends."""
+    transport = transport_of(server.peer)
+    real = transport.request
+    sent: list[tuple[str, JsonDict]] = []
+
+    async def request(destination: str, method: str, uri: str, **kw: Any) -> Any:
+        if uri.startswith(f"{V1}/send/") and kw.get("body"):
+            body = orjson.loads(kw["body"])
+            sent.extend((destination, p) for p in body.get("pdus", []))
+        return await real(destination, method, uri, **kw)
+
+    transport.request = request  # type: ignore[method-assign]
+    return sent
+
+
+async def test_invite_goes_only_through_invite_to_a_server_not_in_the_room(
+    two: Two,
+) -> None:
+    t = two
+    sent = record_sends(t.hs1)
+    room_id = await t.alice.create_room(preset="private_chat")
+    bob = await t.hs2.user("bob")
+    await t.alice.invite(room_id, bob.user_id)
+    await t.alice.send(room_id, "only for joined servers")
+    # Everything is queued by now; give the sender a moment to flush.
+    await asyncio.sleep(0.3)
+    assert [p["type"] for d, p in sent if d == "hs2.test"] == [], sent
+
+    async def invited() -> bool:
+        return room_id in (await bob.sync()).get("rooms", {}).get("invite", {})
+
+    await eventually(invited, "bob's invite")
+    # Once bob joins, hs2 is in the room and gets what follows.
+    await bob.join(room_id)
+    await t.alice.send(room_id, "now for hs2 too")
+
+    async def delivered() -> bool:
+        return any(
+            d == "hs2.test" and p["content"].get("body") == "now for hs2 too"
+            for d, p in sent
+        )
+
+    await eventually(delivered, "message to hs2 after the join")
+    # A kick still reaches the kicked user's server, though it leaves the room.
+    await t.alice.ok("POST", f"/rooms/{q(room_id)}/kick", {"user_id": bob.user_id})
+
+    async def kicked() -> bool:
+        return any(
+            d == "hs2.test" and p.get("state_key") == bob.user_id
+            and p["content"].get("membership") == "leave"
+            for d, p in sent
+        )  # fmt: skip
+
+    await eventually(kicked, "the kick sent to hs2")
+
+
+# -- error texts ------------------------------------------------------------------------------------
+def assert_no_internals(message: str) -> None:
+    for leak in ("Error", "Exception", "Traceback", "until", "no route", "127.0.0.1"):
+        assert leak not in message, message
+
+
+async def test_federation_failures_reach_clients_without_internals(two: Two) -> None:
+    t = two
+    bob = await t.hs2.user("bob")
+    # Twice: a network failure, then the destination backing off.
+    for _ in range(2):
+        status, body = await bob.call(
+            "POST", f"/join/{q('!gone:nowhere.test')}?server_name=nowhere.test", {}
+        )
+        assert status == 502, body
+        assert_no_internals(body["error"])
+        status, body = await bob.call(
+            "GET", f"/profile/{q('@x:nowhere.test')}/displayname"
+        )
+        assert status == 502, body
+        assert_no_internals(body["error"])
+        keys = await bob.ok(
+            "POST", "/keys/query", {"device_keys": {"@x:nowhere.test": []}}
+        )
+        failure = keys["failures"]["nowhere.test"]
+        assert_no_internals(failure["message"])
+    # A remote's refusal passes through in its own words.
+    room_id = await t.alice.create_room(preset="private_chat")
+    status, body = await bob.call(
+        "POST", f"/join/{q(room_id)}?server_name=hs1.test", {}
+    )
+    assert (status, body["errcode"]) == (403, "M_FORBIDDEN")
+    assert not body["error"].startswith("403")
