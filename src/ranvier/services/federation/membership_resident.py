@@ -19,7 +19,8 @@ Leaving rooms, Knocking upon a room, Inviting to a room).
 * `invite` (v2, and the deprecated v1 carrying the bare event) is an invite of a LOCAL
   user to a room on another server: checked, countersigned and stored as an
   out-of-band membership with its `invite_room_state`, which the user's sync shows in
-  `rooms.invite`.
+  `rooms.invite`. An invite of a user who does not exist is countersigned too (as
+  Synapse; the spec has no answer for it) but not stored.
 * The PDU's format (`PduChecker.parse`: shape, types, canonical JSON of its room
   version) is checked before its signatures, so a malformed event answers 400
   `M_BAD_JSON`, never a signature error.
@@ -466,7 +467,14 @@ class ResidentMembership:
         event = self._parse(pdu, rv, room_id, event_id)
         await self._check_invite(origin, room_id, event)
         signed = sign_event(await self._verify(event), self._server_name, self._key)
-        await self._store_invite(room_id, rv, signed, room_state)
+        if await self._users.get_user(event.state_key or "") is None:
+            # Accepted as Synapse does (the spec has no "unknown user" answer), but
+            # nothing is stored for a user who does not exist.
+            logger.info(
+                "invite of unknown %s to %s not stored", event.state_key, room_id
+            )
+        else:
+            await self._store_invite(room_id, rv, signed, room_state)
         return {"event": federation_pdu(signed)}
 
     async def _check_invite(self, origin: str, room_id: str, event: Event) -> None:
@@ -477,8 +485,6 @@ class ResidentMembership:
             raise bad_json("The invite is not for a user of this server.")
         if _domain(event.sender) != origin:
             raise forbidden("The invite is not from the requesting server.")
-        if await self._users.get_user(target) is None:
-            raise not_found("Unknown user.")
         row = await self._memberships.get_membership(room_id, target)
         if row is not None and row.membership in ("join", "ban"):
             raise forbidden(f"The user's membership is {row.membership}.")
