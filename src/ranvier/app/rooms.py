@@ -19,6 +19,7 @@ from ranvier.api.client.relations import RelationsResource
 from ranvier.api.client.rooms import RoomsResource
 from ranvier.api.client.search import SearchResource
 from ranvier.api.http import Endpoint
+from ranvier.app.third_party_invites import build_third_party_invites
 from ranvier.config.schema import HomeserverConfig
 from ranvier.core.crypto.keys import SigningKey
 from ranvier.services.accounts.hooks import AccountHooks
@@ -36,6 +37,7 @@ from ranvier.services.rooms.reading import RoomReadService
 from ranvier.services.rooms.relations import RelationService
 from ranvier.services.rooms.remote import RemoteDirectory, RemoteRoomOps, RoomBackfill
 from ranvier.services.rooms.state_reader import RoomStateReader
+from ranvier.services.rooms.third_party_invites import ThirdPartyInviteService
 from ranvier.services.rooms.visibility import EventVisibility
 from ranvier.services.search import SearchService
 from ranvier.storage.database import Database
@@ -69,6 +71,7 @@ class Rooms:
     endpoints: list[Endpoint]
     relations: RelationService | None = None
     search: SearchService | None = None
+    third_party: ThirdPartyInviteService | None = None
 
 
 async def build_rooms(
@@ -142,6 +145,14 @@ async def build_rooms(
         profiles=profiles,
         remote=remote,
     )
+    third_party = build_third_party_invites(
+        config,
+        sender=sender,
+        membership=membership,
+        rooms=rooms,
+        state=state_reader,
+        profiles=profiles,
+    )
     reading = RoomReadService(
         events=events,
         rooms=rooms,
@@ -163,8 +174,8 @@ async def build_rooms(
         hooks.profile_change.append(membership)
         hooks.deactivation.append(membership)
     endpoints = [
-        *RoomsResource(creation, messages).endpoints(),
-        *MembershipResource(membership).endpoints(),
+        *RoomsResource(creation, messages, third_party).endpoints(),
+        *MembershipResource(membership, third_party).endpoints(),
         *DirectoryResource(server_name, directory, messages, visibility).endpoints(),
         *ReadingResource(reading).endpoints(),
         *RelationsResource(relations).endpoints(),
@@ -187,4 +198,5 @@ async def build_rooms(
         endpoints=endpoints,
         relations=relations,
         search=search,
+        third_party=third_party,
     )

@@ -12,8 +12,9 @@
     GET  /_matrix/client/v3/joined_rooms
 
 Spec: C-S API > Room membership. `via` (and the deprecated `server_name`) name servers
-to join or knock through when this server is not in the room. Third-party invites
-(`id_server` bodies) are not supported yet and answer with spec errors.
+to join or knock through when this server is not in the room. An invite body with
+`id_server`, `id_access_token`, `medium` and `address` instead of `user_id` is a
+third-party invite (C-S API > Third-party invites; `ThirdPartyInviteService`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ from ranvier.api.http import AuthMode, Endpoint, MatrixRequest, client_paths
 from ranvier.core.errors import MatrixError, invalid_param
 from ranvier.core.ids import is_valid_server_name
 from ranvier.services.rooms.membership import MembershipService
+from ranvier.services.rooms.third_party_invites import (
+    ThirdPartyInviteService,
+    third_party_invite_from,
+)
 
 __all__ = ["MembershipResource"]
 
@@ -39,9 +44,17 @@ def _via(req: MatrixRequest) -> list[str]:
     return via
 
 
+_THIRD_PARTY_KEYS = ("id_server", "id_access_token", "medium", "address")
+
+
 class MembershipResource:
-    def __init__(self, membership: MembershipService) -> None:
+    def __init__(
+        self,
+        membership: MembershipService,
+        third_party: ThirdPartyInviteService | None = None,
+    ) -> None:
         self._m = membership
+        self._third_party = third_party
 
     async def join(self, req: MatrixRequest) -> JsonDict:
         body = await req.json()
@@ -67,10 +80,17 @@ class MembershipResource:
 
     async def invite(self, req: MatrixRequest) -> JsonDict:
         body = await req.json()
-        if "id_server" in body or "medium" in body:
-            raise MatrixError(
-                400, "M_UNRECOGNIZED", "Third-party invites are not supported."
+        if "user_id" not in body and any(k in body for k in _THIRD_PARTY_KEYS):
+            if self._third_party is None:
+                raise MatrixError(
+                    400, "M_UNRECOGNIZED", "Third-party invites are not supported."
+                )
+            await self._third_party.invite(
+                req.user.user_id,
+                req.path_param("roomId"),
+                third_party_invite_from(body.raw),
             )
+            return {}
         await self._m.invite(
             req.user.user_id,
             req.path_param("roomId"),
