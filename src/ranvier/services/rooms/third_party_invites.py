@@ -414,6 +414,12 @@ class ThirdPartyInviteService:
             raise forbidden("No third-party invite with this token in the room.")
         if invite.sender != sender:
             raise forbidden("The third-party invite was sent by someone else.")
+        current = await self._rooms.get_membership(room_id, target)
+        if current is not None and current.membership in ("invite", "join"):
+            # The auth rules would let a replayed onbind (anyone can send one) turn a
+            # join back into an invite; an existing invite needs no second one.
+            logger.info("3pid invite of %s: already %s", target, current.membership)
+            return
         await self._check_signed(signed, invite.content)
         display_name = invite.content.get("display_name")
         third_party: JsonDict = {"signed": dict(signed)}
