@@ -341,3 +341,40 @@ async def test_invite_errors(tmp_path: Path) -> None:
         status, out = await alice.call("POST", path, invite_body(ids, id_server=down))
         assert (status, out["errcode"]) == (502, "M_UNKNOWN")
         assert await third_party_invites(alice, room_id) == []
+
+
+async def test_join_with_third_party_signed(tmp_path: Path) -> None:
+    async with (
+        fake_identity_server(tmp_path) as ids,
+        accounts_server(tmp_path / "hs", overrides=ids.homeserver_overrides()) as (
+            _hs,
+            api,
+        ),
+    ):
+        alice = await new_user(api, "alice")
+        bob = await new_user(api, "bob")
+        room_id = await alice.create_room(preset="private_chat")
+        await alice.ok("POST", f"/rooms/{q(room_id)}/invite", invite_body(ids))
+        [tpi] = await third_party_invites(alice, room_id)
+        block = {
+            "mxid": bob.user_id,
+            "sender": alice.user_id,
+            "token": tpi["state_key"],
+        }
+        forger = SigningKey.from_seed(b"\x44" * 32, "0")
+        status, out = await bob.call(
+            "POST",
+            f"/join/{q(room_id)}",
+            {"third_party_signed": ids.sign(block, forger)},
+        )
+        assert (status, out["errcode"]) == (403, "M_FORBIDDEN")
+        status, out = await bob.call(
+            "POST", f"/join/{q(room_id)}", {"third_party_signed": {"mxid": "x"}}
+        )
+        assert (status, out["errcode"]) == (400, "M_MISSING_PARAM")
+        assert (await member_state(alice, room_id, bob.user_id))[0] == 404
+        await bob.ok(
+            "POST", f"/join/{q(room_id)}", {"third_party_signed": ids.sign(block)}
+        )
+        status, member = await member_state(alice, room_id, bob.user_id)
+        assert member["membership"] == "join"

@@ -14,7 +14,8 @@
 Spec: C-S API > Room membership. `via` (and the deprecated `server_name`) name servers
 to join or knock through when this server is not in the room. An invite body with
 `id_server`, `id_access_token`, `medium` and `address` instead of `user_id` is a
-third-party invite (C-S API > Third-party invites; `ThirdPartyInviteService`).
+third-party invite (C-S API > Third-party invites; `ThirdPartyInviteService`); a join
+with `third_party_signed` first turns that proof into an invite.
 """
 
 from __future__ import annotations
@@ -59,6 +60,17 @@ class MembershipResource:
     async def join(self, req: MatrixRequest) -> JsonDict:
         body = await req.json()
         target = req.raw.match_info.get("roomIdOrAlias") or req.path_param("roomId")
+        signed = body.get_dict("third_party_signed")
+        if signed is not None and self._third_party is not None:
+            # Spec: Joining rooms, `third_party_signed`: the pending third-party invite
+            # it proves becomes an invite (checked like one from onbind), then the join.
+            sender = signed.get("sender")
+            if not isinstance(sender, str):
+                raise MatrixError(
+                    400, "M_MISSING_PARAM", "'third_party_signed' lacks 'sender'."
+                )
+            room_id = await self._m.resolve_room(target)
+            await self._third_party.exchange(sender, req.user.user_id, room_id, signed)
         room_id = await self._m.join(
             req.user.user_id,
             target,
