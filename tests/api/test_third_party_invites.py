@@ -305,7 +305,7 @@ async def test_invite_errors(tmp_path: Path) -> None:
     ):
         alice = await new_user(api, "alice")
         eve = await new_user(api, "eve")
-        room_id = await alice.create_room()
+        room_id = await alice.create_room(preset="private_chat")
         path = f"/rooms/{q(room_id)}/invite"
         body = invite_body(ids)
         del body["id_access_token"]
@@ -330,6 +330,13 @@ async def test_invite_errors(tmp_path: Path) -> None:
         # Not a member: refused before the identity server hears of the room.
         before = len(ids.requests)
         status, out = await eve.call("POST", path, invite_body(ids))
+        assert (status, out["errcode"]) == (403, "M_FORBIDDEN")
+        assert len(ids.requests) == before
+        # A member below the invite level (50 in private_chat here) is refused too.
+        carol = await new_user(api, "carol")
+        await alice.ok("POST", path, {"user_id": carol.user_id})
+        await carol.join(room_id)
+        status, out = await carol.call("POST", path, invite_body(ids))
         assert (status, out["errcode"]) == (403, "M_FORBIDDEN")
         assert len(ids.requests) == before
         status, out = await alice.call(

@@ -39,6 +39,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ranvier.core.auth import (
+    CREATE_KEY,
+    POWER_LEVELS_KEY,
+    get_named_level,
+    get_power_levels_content,
+    get_user_power_level,
+)
 from ranvier.core.errors import MatrixError, bad_json, forbidden, invalid_param
 from ranvier.core.ids import InvalidIdentifierError, domain_of, parse_user_id
 from ranvier.core.threepid import (
@@ -159,6 +166,14 @@ class ThirdPartyInviteService:
         member = await self._rooms.get_membership(room_id, sender)
         if member is None or member.membership != "join":
             raise forbidden("You are not in this room.")
+        state = await self._state.get_current_state_events(
+            room_id, [CREATE_KEY, POWER_LEVELS_KEY]
+        )
+        # m.room.third_party_invite needs the invite level (v11 auth rule 6).
+        if get_user_power_level(sender, state) < get_named_level(
+            get_power_levels_content(state), "invite"
+        ):
+            raise forbidden("You may not invite users to this room.")
         try:
             base = self._identity.base_url(invite.id_server)
             mxid = await self._lookup(base, invite)
