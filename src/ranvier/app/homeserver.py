@@ -32,6 +32,9 @@ from ranvier.app.sync import (
     build_notifier,
     build_sync,
 )
+from ranvier.app.third_party_invites import (
+    bind_federation as bind_third_party_federation,
+)
 from ranvier.config.schema import HomeserverConfig
 from ranvier.core.crypto.keys import SigningKey, read_signing_keys
 from ranvier.federation.transport import FederationTransport
@@ -347,6 +350,15 @@ async def build_homeserver(
         )
         hs.resources["federation"].extend(federation_rooms.endpoints)
         # --- end federation rooms, inbound -----------------------------------------------
+        # --- third-party invites, server side: /3pid/onbind, exchange_third_party_invite
+        if rooms.third_party is not None:
+            hs.resources["federation"].extend(
+                bind_third_party_federation(
+                    rooms.third_party,
+                    hs.federation.client if config.federation.enabled else None,
+                )
+            )
+        # --- end third-party invites -----------------------------------------------------
         # --- media repository: uploads, downloads, thumbnails, remote media, previews --
         hs.media = build_media(
             config,

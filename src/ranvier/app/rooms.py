@@ -19,6 +19,7 @@ from ranvier.api.client.relations import RelationsResource
 from ranvier.api.client.rooms import RoomsResource
 from ranvier.api.client.search import SearchResource
 from ranvier.api.http import Endpoint
+from ranvier.app.third_party_invites import build_third_party_invites
 from ranvier.config.schema import HomeserverConfig
 from ranvier.core.crypto.keys import SigningKey
 from ranvier.services.accounts.hooks import AccountHooks
@@ -36,6 +37,7 @@ from ranvier.services.rooms.reading import RoomReadService
 from ranvier.services.rooms.relations import RelationService
 from ranvier.services.rooms.remote import RemoteDirectory, RemoteRoomOps, RoomBackfill
 from ranvier.services.rooms.state_reader import RoomStateReader
+from ranvier.services.rooms.third_party_invites import ThirdPartyInviteService
 from ranvier.services.rooms.visibility import ErasedUsers, EventVisibility
 from ranvier.services.search import SearchService
 from ranvier.storage.database import Database
@@ -72,6 +74,7 @@ class Rooms:
     search: SearchService | None = None
     erasure: ErasedUsers | None = None
     ignored: IgnoredUsersStore | None = None
+    third_party: ThirdPartyInviteService | None = None
 
 
 async def build_rooms(
@@ -152,6 +155,14 @@ async def build_rooms(
     messages = RoomMessageService(
         sender=sender, directory=directory, events=events, guests=membership
     )
+    third_party = build_third_party_invites(
+        config,
+        sender=sender,
+        membership=membership,
+        rooms=rooms,
+        state=state_reader,
+        profiles=profiles,
+    )
     reading = RoomReadService(
         events=events,
         rooms=rooms,
@@ -173,8 +184,8 @@ async def build_rooms(
         hooks.profile_change.append(membership)
         hooks.deactivation.append(membership)
     endpoints = [
-        *RoomsResource(creation, messages).endpoints(),
-        *MembershipResource(membership).endpoints(),
+        *RoomsResource(creation, messages, third_party).endpoints(),
+        *MembershipResource(membership, third_party).endpoints(),
         *DirectoryResource(server_name, directory, messages, visibility).endpoints(),
         *ReadingResource(reading).endpoints(),
         *RelationsResource(relations).endpoints(),
@@ -199,4 +210,5 @@ async def build_rooms(
         search=search,
         erasure=erasure,
         ignored=ignored,
+        third_party=third_party,
     )

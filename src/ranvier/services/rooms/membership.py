@@ -333,12 +333,22 @@ class MembershipService:
 
     # -- acting on others ----------------------------------------------------------------------
     async def invite(
-        self, sender: str, room_id: str, target: str, reason: str | None = None
+        self,
+        sender: str,
+        room_id: str,
+        target: str,
+        reason: str | None = None,
+        *,
+        third_party_invite: JsonDict | None = None,
     ) -> None:
+        """`third_party_invite`: the content completing a third-party invite (the
+        auth rules then check its signature instead of the sender's power)."""
         self._check_user_id(target)
         if await self._rooms.get_room_version(room_id) is None:
             raise not_found("Unknown room.")
         content = member_content("invite", await self._profile(target), reason=reason)
+        if third_party_invite is not None:
+            content["third_party_invite"] = third_party_invite
         if domain_of(target) != self._server_name:
             if self._remote is None:
                 raise forbidden("This server does not federate.")

@@ -507,15 +507,24 @@ class RoomsSectionBuilder:
                         strip_state_event(e) for e in carried if isinstance(e, dict)
                     ]
                 else:
-                    events = await self._prejoin_state(room_id)
-                events = [e for e in events if e.get("type") != "m.room.member"]
+                    events = await self._prejoin_state(room_id, stored.event.sender)
+                # The sender's member event stays (as Synapse sends it: clients show
+                # who invited, SyTest checks it); the target's is the event itself.
+                sender = stored.event.sender
+                events = [
+                    e
+                    for e in events
+                    if e.get("type") != "m.room.member"
+                    or (e.get("state_key") == sender != stored.event.state_key)
+                ]
                 events.append(strip_state_event(dict(stored.event.data)))
             out[room_id] = {section_key: {"events": events}}
         return out
 
-    async def _prejoin_state(self, room_id: str) -> list[JsonDict]:
+    async def _prejoin_state(self, room_id: str, sender: str) -> list[JsonDict]:
         ids = await self._current_state.get_current_state_event_ids(
-            room_id, [(t, "") for t in PREJOIN_STATE_TYPES]
+            room_id,
+            [(t, "") for t in PREJOIN_STATE_TYPES] + [("m.room.member", sender)],
         )
         loaded = await self._events.get_events(ids.values())
         return [
