@@ -385,3 +385,30 @@ async def test_join_with_third_party_signed(tmp_path: Path) -> None:
         )
         status, member = await member_state(alice, room_id, bob.user_id)
         assert member["membership"] == "join"
+
+
+async def test_invite_completes_after_the_inviter_left(tmp_path: Path) -> None:
+    """The 3pid rules check the invite's sender against the m.room.third_party_invite,
+    not the sender's membership (SyTest: "... after inviter leaves")."""
+    async with (
+        fake_identity_server(tmp_path) as ids,
+        accounts_server(tmp_path / "hs", overrides=ids.homeserver_overrides()) as (
+            hs,
+            api,
+        ),
+    ):
+        alice = await new_user(api, "alice")
+        bob = await new_user(api, "bob")
+        carol = await new_user(api, "carol")
+        room_id = await alice.create_room(preset="private_chat")
+        await alice.ok(
+            "POST", f"/rooms/{q(room_id)}/invite", {"user_id": carol.user_id}
+        )
+        await carol.join(room_id)
+        await alice.ok("POST", f"/rooms/{q(room_id)}/invite", invite_body(ids))
+        await alice.leave(room_id)
+        status, _ = await ids.bind_and_notify(hs.base_url, "email", EMAIL, bob.user_id)
+        assert status == 200
+        await bob.join(room_id)
+        status, member = await member_state(carol, room_id, bob.user_id)
+        assert member["membership"] == "join"
