@@ -17,6 +17,7 @@ from ranvier.api.http_transport import MAX_HEADER_FIELD_BYTES, MAX_REQUEST_LINE_
 from tests.helpers.media import V1_MEDIA, mxc_path, upload
 from tests.helpers.media import request as media_request
 from tests.helpers.rooms import make_user, q, rooms_server
+from tests.helpers.sync import new_user
 
 SECRET = "s3cr3t-token-value"
 
@@ -106,8 +107,11 @@ async def test_head_answers_like_get(tmp_path: Path) -> None:
         ) as head:
             assert head.status == 401
         # Media (a file response): headers only.
-        uri = await upload(alice, b"x" * 1000, "text/plain")
-        got = await media_request(alice, "HEAD", f"{V1_MEDIA}/download/{mxc_path(uri)}")
+        uploader = await new_user(api, "uploader")
+        uri = await upload(uploader, b"x" * 1000, "text/plain")
+        got = await media_request(
+            uploader, "HEAD", f"{V1_MEDIA}/download/{mxc_path(uri)}"
+        )
         assert (got.status, got.body) == (200, b"")
         assert got.headers["Content-Length"] == "1000"
 
