@@ -111,6 +111,7 @@ def build_client_extras(
         rooms=rooms.rooms,
         state=rooms.state_reader,
         remote=remote_hierarchy or NoRemoteHierarchy(),
+        clock=clock,
     )
     return [
         *RoomPreviewsResource(summaries, initial_sync).endpoints(),

@@ -8,8 +8,10 @@
   rooms typed `m.space` have children. The requested room itself must be visible, or
   403. Rooms this server has no copy of are asked of the servers in their `via`
   (federation `GET /hierarchy`, `RemoteHierarchy`); the children listed in such an
-  answer are used for the next level without asking again. Pages are offsets into the
-  walk (at most `MAX_WALK` rooms), so no session is kept between requests.
+  answer are used for the next level without asking again, and answers (or their
+  absence) are kept `REMOTE_CACHE_MS` (5 minutes, as Synapse) so paging does not ask
+  again. Pages are offsets into the walk (at most `MAX_WALK` rooms), so no session is
+  kept between requests.
 * `MutualRoomsService` — `GET /v1/mutual_rooms` (spec v1.19, MSC2666): the rooms both
   users are joined to, sorted by room ID, in pages.
 """
@@ -36,6 +38,8 @@ from ranvier.core.spaces import (
     room_is_previewable,
 )
 from ranvier.storage.stores.rooms import MembershipRow, RoomRow
+from ranvier.util.clock import Clock
+from ranvier.util.lru import LruCache
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +54,8 @@ MAX_DEPTH: Final = 50
 # The longest walk a page may sit in: bounds the work of one request.
 MAX_WALK: Final = 1000
 MUTUAL_ROOMS_PAGE: Final = 100
+REMOTE_CACHE_MS: Final = 300_000
+REMOTE_CACHE_SIZE: Final = 1000
 
 _SUMMARY_KEYS: Final = (
     ("m.room.join_rules", ""),
@@ -124,11 +130,32 @@ class SpaceHierarchyService:
         rooms: RoomRecords,
         state: CurrentState,
         remote: RemoteHierarchy,
+        clock: Clock,
     ) -> None:
         self._directory = directory
         self._rooms = rooms
         self._state = state
         self._remote = remote
+        self._clock = clock
+        # (room, suggested_only) -> (expiry, answer or None)
+        self._remote_cache: LruCache[tuple[str, bool], tuple[int, JsonDict | None]] = (
+            LruCache(REMOTE_CACHE_SIZE)
+        )
+
+    async def _ask_remote(
+        self, room_id: str, via: Sequence[str], suggested_only: bool
+    ) -> JsonDict | None:
+        now = self._clock.time_msec()
+        cached = self._remote_cache.get((room_id, suggested_only))
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        answer = await self._remote.get_remote_hierarchy(
+            room_id, via, suggested_only=suggested_only
+        )
+        self._remote_cache.set(
+            (room_id, suggested_only), (now + REMOTE_CACHE_MS, answer)
+        )
+        return answer
 
     async def get_hierarchy(
         self,
@@ -268,9 +295,7 @@ class SpaceHierarchyService:
             summary.get("room_type") == "m.space" and not summary["children_state"]
         ):
             # Unknown, or a space whose children we have not been told: ask.
-            answer = await self._remote.get_remote_hierarchy(
-                room_id, via, suggested_only=walk.suggested_only
-            )
+            answer = await self._ask_remote(room_id, via, walk.suggested_only)
             if answer is None:
                 return None
             summary = _remote_summary(answer.get("room"), room_id)
