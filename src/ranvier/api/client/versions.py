@@ -46,6 +46,9 @@ UNSTABLE_FEATURES: dict[str, bool] = {
     # /v1/mutual_rooms is spec v1.19 (not listed yet), its ".stable" flag.
     "uk.half-shot.msc2666.query_mutual_rooms": True,
     "uk.half-shot.msc2666.query_mutual_rooms.stable": True,
+    # MatrixRTC transports (api/client/rtc.py), as Synapse advertises them; the list
+    # is empty unless matrix_rtc.livekit_service_urls is set.
+    "org.matrix.msc4143": True,
 }
 
 
