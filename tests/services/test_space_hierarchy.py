@@ -88,6 +88,9 @@ class _Rooms:
     ) -> list[MembershipRow]:
         return []
 
+    async def get_joined_user_ids(self, room_id: str) -> list[str]:
+        return []
+
 
 class _NoState:
     async def get_current_state_ids(self, room_id: str) -> dict[StateKey, str]:
@@ -108,6 +111,7 @@ def _service(
     remote: _Remote, joined: set[str], clock: FakeClock
 ) -> SpaceHierarchyService:
     return SpaceHierarchyService(
+        server_name="local",
         directory=_NoDirectory(),
         rooms=_Rooms(joined),
         state=_NoState(),

@@ -107,6 +107,7 @@ def build_client_extras(
         reading=rooms.reading, rooms=rooms.rooms, directory=rooms.directory
     )
     hierarchy = SpaceHierarchyService(
+        server_name=config.server_name,
         directory=rooms.directory,
         rooms=rooms.rooms,
         state=rooms.state_reader,

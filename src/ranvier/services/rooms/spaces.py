@@ -79,6 +79,8 @@ class RoomRecords(Protocol):
         self, user_id: str, memberships: Collection[str] = ("join",)
     ) -> list[MembershipRow]: ...
 
+    async def get_joined_user_ids(self, room_id: str) -> list[str]: ...
+
 
 class CurrentState(Protocol):
     async def get_current_state_ids(self, room_id: str) -> dict[StateKey, str]: ...
@@ -126,12 +128,14 @@ class SpaceHierarchyService:
     def __init__(
         self,
         *,
+        server_name: str,
         directory: RoomDescriptions,
         rooms: RoomRecords,
         state: CurrentState,
         remote: RemoteHierarchy,
         clock: Clock,
     ) -> None:
+        self._server_name = server_name
         self._directory = directory
         self._rooms = rooms
         self._state = state
@@ -226,17 +230,29 @@ class SpaceHierarchyService:
     async def _entry(
         self, walk: _Walk, room_id: str, via: Sequence[str]
     ) -> _Entry | None:
-        """The room's hierarchy entry if the user may see it, else None."""
-        if await self._rooms.get_room(room_id) is not None and await self._is_resident(
+        """The room's hierarchy entry if the user may see it, else None. Our copy is
+        used while one of our users is joined (else it may be stale: the room's
+        servers are asked first, and our copy is the fallback)."""
+        known = await self._rooms.get_room(
             room_id
-        ):
+        ) is not None and await self._has_state(room_id)
+        if known and await self._server_joined(room_id):
             return await self._local_entry(walk, room_id)
-        return await self._remote_entry(walk, room_id, via)
+        entry = await self._remote_entry(walk, room_id, via)
+        if entry is None and known:
+            return await self._local_entry(walk, room_id)
+        return entry
 
-    async def _is_resident(self, room_id: str) -> bool:
+    async def _has_state(self, room_id: str) -> bool:
         # A room we only know from an invite or a remote leave has no current state.
         ids = await self._state.get_current_state_ids(room_id)
         return ("m.room.create", "") in ids
+
+    async def _server_joined(self, room_id: str) -> bool:
+        suffix = ":" + self._server_name
+        return any(
+            u.endswith(suffix) for u in await self._rooms.get_joined_user_ids(room_id)
+        )
 
     async def _local_entry(self, walk: _Walk, room_id: str) -> _Entry | None:
         ids = await self._state.get_current_state_ids(room_id)
