@@ -21,7 +21,8 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from collections.abc import AsyncGenerator, Collection, Mapping, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
@@ -190,13 +191,14 @@ class SpaceHierarchyService:
         rooms: list[JsonDict] = []
         more = False
         position = 0
-        async for summary in self._walk(walk, root, room_id):
-            if position >= offset + page:
-                more = True
-                break
-            if position >= offset:
-                rooms.append(summary)
-            position += 1
+        async with aclosing(self._walk(walk, root, room_id)) as summaries:
+            async for summary in summaries:
+                if position >= offset + page:
+                    more = True
+                    break
+                if position >= offset:
+                    rooms.append(summary)
+                position += 1
         out: JsonDict = {"rooms": rooms}
         if more and offset + page < MAX_WALK:
             out["next_batch"] = HierarchyToken(
@@ -206,7 +208,7 @@ class SpaceHierarchyService:
 
     async def _walk(
         self, walk: _Walk, root: _Entry, root_id: str
-    ) -> AsyncIterator[JsonDict]:
+    ) -> AsyncGenerator[JsonDict, None]:
         """Depth first; a stack of (room, depth, entry if known, via)."""
         stack: list[tuple[str, int, _Entry | None, tuple[str, ...]]] = [
             (root_id, 0, root, ())
