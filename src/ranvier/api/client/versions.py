@@ -15,7 +15,7 @@ server must answer:
   Element Web refuses to start
 * v1.6: /timestamp_to_event
 * v1.7: /login/get_token, asynchronous uploads (/media/v1/create, PUT /upload)
-* v1.10: /.well-known/matrix/support (404: optional)
+* v1.10: /.well-known/matrix/support (from `server_support`; 404 when unset)
 * v1.11: authenticated media (/_matrix/client/v1/media/*)
 * v1.12: push rules without the `{scope}` parameter (/pushrules/global/...)
 * v1.13: POST /rooms/{roomId}/report
