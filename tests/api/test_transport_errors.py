@@ -14,7 +14,10 @@ from mautrix.api import HTTPAPI, Method
 from mautrix.errors import MatrixStandardRequestError
 
 from ranvier.api.http_transport import MAX_HEADER_FIELD_BYTES, MAX_REQUEST_LINE_BYTES
+from tests.helpers.media import V1_MEDIA, mxc_path, upload
+from tests.helpers.media import request as media_request
 from tests.helpers.rooms import make_user, q, rooms_server
+from tests.helpers.sync import new_user
 
 SECRET = "s3cr3t-token-value"
 
@@ -103,6 +106,14 @@ async def test_head_answers_like_get(tmp_path: Path) -> None:
             hs.base_url + "/_matrix/client/v3/account/whoami"
         ) as head:
             assert head.status == 401
+        # Media (a file response): headers only.
+        uploader = await new_user(api, "uploader")
+        uri = await upload(uploader, b"x" * 1000, "text/plain")
+        got = await media_request(
+            uploader, "HEAD", f"{V1_MEDIA}/download/{mxc_path(uri)}"
+        )
+        assert (got.status, got.body) == (200, b"")
+        assert got.headers["Content-Length"] == "1000"
 
 
 def _auth(token: str | None) -> dict[str, str]:

@@ -170,6 +170,10 @@ async def test_unstable_features_are_routed(tmp_path: Path) -> None:
             "GET",
             "/_matrix/client/v1/mutual_rooms",
         ),
+        "org.matrix.msc4143": (
+            "GET",
+            "/_matrix/client/unstable/org.matrix.msc4143/rtc/transports",
+        ),
     }
     assert set(UNSTABLE_FEATURES) == set(routes)
     for method, path in routes.values():

@@ -104,10 +104,12 @@ def build_client_extras(
         directory=rooms.directory, rooms=rooms.rooms, state=rooms.state_reader
     )
     hierarchy = SpaceHierarchyService(
+        server_name=config.server_name,
         directory=rooms.directory,
         rooms=rooms.rooms,
         state=rooms.state_reader,
         remote=remote_hierarchy or NoRemoteHierarchy(),
+        clock=clock,
     )
     return [
         *RoomPreviewsResource(summaries).endpoints(),

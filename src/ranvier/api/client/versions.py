@@ -15,7 +15,7 @@ server must answer:
   Element Web refuses to start
 * v1.6: /timestamp_to_event
 * v1.7: /login/get_token, asynchronous uploads (/media/v1/create, PUT /upload)
-* v1.10: /.well-known/matrix/support (404: optional)
+* v1.10: /.well-known/matrix/support (from `server_support`; 404 when unset)
 * v1.11: authenticated media (/_matrix/client/v1/media/*)
 * v1.12: push rules without the `{scope}` parameter (/pushrules/global/...)
 * v1.13: POST /rooms/{roomId}/report
@@ -46,6 +46,9 @@ UNSTABLE_FEATURES: dict[str, bool] = {
     # /v1/mutual_rooms is spec v1.19 (not listed yet), its ".stable" flag.
     "uk.half-shot.msc2666.query_mutual_rooms": True,
     "uk.half-shot.msc2666.query_mutual_rooms.stable": True,
+    # MatrixRTC transports (api/client/rtc.py), as Synapse advertises them; the list
+    # is empty unless matrix_rtc.livekit_service_urls is set.
+    "org.matrix.msc4143": True,
 }
 
 

@@ -76,6 +76,9 @@ async def multipart_response(
     )
     resp.content_length = len(head) + served.size + len(tail)
     await resp.prepare(req.raw)
+    if req.raw.method == "HEAD":  # GET's headers only (api/http.py routes HEAD here)
+        await resp.write_eof()
+        return resp
     await resp.write(head)
     fh = await open_for_reading(served.path)
     try:

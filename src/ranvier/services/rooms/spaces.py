@@ -8,8 +8,10 @@
   rooms typed `m.space` have children. The requested room itself must be visible, or
   403. Rooms this server has no copy of are asked of the servers in their `via`
   (federation `GET /hierarchy`, `RemoteHierarchy`); the children listed in such an
-  answer are used for the next level without asking again. Pages are offsets into the
-  walk (at most `MAX_WALK` rooms), so no session is kept between requests.
+  answer are used for the next level without asking again, and answers (or their
+  absence) are kept `REMOTE_CACHE_MS` (5 minutes, as Synapse) so paging does not ask
+  again. Pages are offsets into the walk (at most `MAX_WALK` rooms), so no session is
+  kept between requests.
 * `MutualRoomsService` — `GET /v1/mutual_rooms` (spec v1.19, MSC2666): the rooms both
   users are joined to, sorted by room ID, in pages.
 """
@@ -19,7 +21,8 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from collections.abc import AsyncGenerator, Collection, Mapping, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
@@ -36,6 +39,8 @@ from ranvier.core.spaces import (
     room_is_previewable,
 )
 from ranvier.storage.stores.rooms import MembershipRow, RoomRow
+from ranvier.util.clock import Clock
+from ranvier.util.lru import LruCache
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +55,8 @@ MAX_DEPTH: Final = 50
 # The longest walk a page may sit in: bounds the work of one request.
 MAX_WALK: Final = 1000
 MUTUAL_ROOMS_PAGE: Final = 100
+REMOTE_CACHE_MS: Final = 300_000
+REMOTE_CACHE_SIZE: Final = 1000
 
 _SUMMARY_KEYS: Final = (
     ("m.room.join_rules", ""),
@@ -72,6 +79,8 @@ class RoomRecords(Protocol):
     async def get_rooms_for_user(
         self, user_id: str, memberships: Collection[str] = ("join",)
     ) -> list[MembershipRow]: ...
+
+    async def get_joined_user_ids(self, room_id: str) -> list[str]: ...
 
 
 class CurrentState(Protocol):
@@ -120,15 +129,38 @@ class SpaceHierarchyService:
     def __init__(
         self,
         *,
+        server_name: str,
         directory: RoomDescriptions,
         rooms: RoomRecords,
         state: CurrentState,
         remote: RemoteHierarchy,
+        clock: Clock,
     ) -> None:
+        self._server_name = server_name
         self._directory = directory
         self._rooms = rooms
         self._state = state
         self._remote = remote
+        self._clock = clock
+        # (room, suggested_only) -> (expiry, answer or None)
+        self._remote_cache: LruCache[tuple[str, bool], tuple[int, JsonDict | None]] = (
+            LruCache(REMOTE_CACHE_SIZE)
+        )
+
+    async def _ask_remote(
+        self, room_id: str, via: Sequence[str], suggested_only: bool
+    ) -> JsonDict | None:
+        now = self._clock.time_msec()
+        cached = self._remote_cache.get((room_id, suggested_only))
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        answer = await self._remote.get_remote_hierarchy(
+            room_id, via, suggested_only=suggested_only
+        )
+        self._remote_cache.set(
+            (room_id, suggested_only), (now + REMOTE_CACHE_MS, answer)
+        )
+        return answer
 
     async def get_hierarchy(
         self,
@@ -159,13 +191,14 @@ class SpaceHierarchyService:
         rooms: list[JsonDict] = []
         more = False
         position = 0
-        async for summary in self._walk(walk, root, room_id):
-            if position >= offset + page:
-                more = True
-                break
-            if position >= offset:
-                rooms.append(summary)
-            position += 1
+        async with aclosing(self._walk(walk, root, room_id)) as summaries:
+            async for summary in summaries:
+                if position >= offset + page:
+                    more = True
+                    break
+                if position >= offset:
+                    rooms.append(summary)
+                position += 1
         out: JsonDict = {"rooms": rooms}
         if more and offset + page < MAX_WALK:
             out["next_batch"] = HierarchyToken(
@@ -175,7 +208,7 @@ class SpaceHierarchyService:
 
     async def _walk(
         self, walk: _Walk, root: _Entry, root_id: str
-    ) -> AsyncIterator[JsonDict]:
+    ) -> AsyncGenerator[JsonDict, None]:
         """Depth first; a stack of (room, depth, entry if known, via)."""
         stack: list[tuple[str, int, _Entry | None, tuple[str, ...]]] = [
             (root_id, 0, root, ())
@@ -199,17 +232,29 @@ class SpaceHierarchyService:
     async def _entry(
         self, walk: _Walk, room_id: str, via: Sequence[str]
     ) -> _Entry | None:
-        """The room's hierarchy entry if the user may see it, else None."""
-        if await self._rooms.get_room(room_id) is not None and await self._is_resident(
+        """The room's hierarchy entry if the user may see it, else None. Our copy is
+        used while one of our users is joined (else it may be stale: the room's
+        servers are asked first, and our copy is the fallback)."""
+        known = await self._rooms.get_room(
             room_id
-        ):
+        ) is not None and await self._has_state(room_id)
+        if known and await self._server_joined(room_id):
             return await self._local_entry(walk, room_id)
-        return await self._remote_entry(walk, room_id, via)
+        entry = await self._remote_entry(walk, room_id, via)
+        if entry is None and known:
+            return await self._local_entry(walk, room_id)
+        return entry
 
-    async def _is_resident(self, room_id: str) -> bool:
+    async def _has_state(self, room_id: str) -> bool:
         # A room we only know from an invite or a remote leave has no current state.
         ids = await self._state.get_current_state_ids(room_id)
         return ("m.room.create", "") in ids
+
+    async def _server_joined(self, room_id: str) -> bool:
+        suffix = ":" + self._server_name
+        return any(
+            u.endswith(suffix) for u in await self._rooms.get_joined_user_ids(room_id)
+        )
 
     async def _local_entry(self, walk: _Walk, room_id: str) -> _Entry | None:
         ids = await self._state.get_current_state_ids(room_id)
@@ -268,9 +313,7 @@ class SpaceHierarchyService:
             summary.get("room_type") == "m.space" and not summary["children_state"]
         ):
             # Unknown, or a space whose children we have not been told: ask.
-            answer = await self._remote.get_remote_hierarchy(
-                room_id, via, suggested_only=walk.suggested_only
-            )
+            answer = await self._ask_remote(room_id, via, walk.suggested_only)
             if answer is None:
                 return None
             summary = _remote_summary(answer.get("room"), room_id)
