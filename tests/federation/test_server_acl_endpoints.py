@@ -91,6 +91,12 @@ def requests(d: Denied) -> list[tuple[str, str, Any]]:
             {"earliest_events": [], "latest_events": [e]},
         ),
         ("GET", p(f"{V1}/event/{{}}", e), None),
+        # Missing parameters: still the ACL's 403, not a 400.
+        ("POST", p(f"{V1}/get_missing_events/{{}}", r), {}),
+        ("GET", p(f"{V1}/backfill/{{}}", r), None),
+        ("GET", p(f"{V1}/state_ids/{{}}", r), None),
+        ("GET", p(f"{V1}/state/{{}}", r), None),
+        ("GET", p(f"{V1}/make_knock/{{}}/{{}}", r, BOB), None),
         ("GET", p(f"{V1}/timestamp_to_event/{{}}", r) + "?ts=0&dir=f", None),
     ]
 

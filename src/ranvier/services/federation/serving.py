@@ -2,7 +2,9 @@
 retrieving missing events; Retrieving events; Room state).
 
 Every request is for a room this server knows, from a server that passes the room's ACL
-and has a joined user in the room (or the room is world-readable): else 404 / 403.
+and has a joined user in the room (or the room is world-readable): else 404 / 403. These
+checks come before the request's own parameters are looked at (spec: Server Access
+Control Lists), so a denied server learns nothing else.
 Events are served as PDUs; those the requesting server may not see under the history
 visibility at the event (`is_event_visible_to_server`) are served *redacted*, so its
 DAG keeps no holes (as Synapse). Rejected events are never served; outliers are served
@@ -18,7 +20,7 @@ import heapq
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any, Final, Literal
 
-from ranvier.core.errors import not_found
+from ranvier.core.errors import missing_param, not_found
 from ranvier.core.events.event import StateKey
 from ranvier.core.events.federation_format import federation_pdu
 from ranvier.core.ids import InvalidIdentifierError, domain_of
@@ -95,6 +97,8 @@ class HistoryService:
         """Up to `limit` events from `from_ids` (included) backwards through their prev
         events, deepest first."""
         await self._access.check_can_read(origin, room_id)
+        if not from_ids:
+            raise missing_param("Missing 'v'.")
         limit = max(0, min(limit, MAX_BACKFILL))
         found = await self._walk_back(room_id, from_ids, set(), limit, 0)
         return self._transaction(await self.serve(origin, found))
@@ -104,8 +108,8 @@ class HistoryService:
         origin: str,
         room_id: str,
         *,
-        earliest: Collection[str],
-        latest: Collection[str],
+        earliest: Collection[str] | None,
+        latest: Collection[str] | None,
         limit: int,
         min_depth: int,
     ) -> JsonDict:
@@ -113,6 +117,8 @@ class HistoryService:
         the prev events of `latest`, stopping at `earliest` and below `min_depth`;
         answered oldest first."""
         await self._access.check_can_read(origin, room_id)
+        if earliest is None or latest is None:
+            raise missing_param("'earliest_events' and 'latest_events' are required.")
         limit = max(0, min(limit, MAX_MISSING_EVENTS))
         starts = await self._events.get_events(latest)
         prevs = [
@@ -166,9 +172,11 @@ class HistoryService:
 
     # -- state and auth chains -------------------------------------------------------------
     async def _state_before(
-        self, origin: str, room_id: str, event_id: str
+        self, origin: str, room_id: str, event_id: str | None
     ) -> tuple[list[str], list[str]]:
         await self._access.check_can_read(origin, room_id)
+        if event_id is None:
+            raise missing_param("Missing 'event_id'.")
         stored = await self._room_event(room_id, event_id)
         state = (
             None
@@ -181,11 +189,15 @@ class HistoryService:
         chain = await self.get_auth_chain_ids(stored.event.room_version, state_ids)
         return state_ids, sorted(chain)
 
-    async def get_state_ids(self, origin: str, room_id: str, event_id: str) -> JsonDict:
+    async def get_state_ids(
+        self, origin: str, room_id: str, event_id: str | None
+    ) -> JsonDict:
         state_ids, chain = await self._state_before(origin, room_id, event_id)
         return {"pdu_ids": state_ids, "auth_chain_ids": chain}
 
-    async def get_state(self, origin: str, room_id: str, event_id: str) -> JsonDict:
+    async def get_state(
+        self, origin: str, room_id: str, event_id: str | None
+    ) -> JsonDict:
         state_ids, chain = await self._state_before(origin, room_id, event_id)
         return {
             "pdus": await self._plain_pdus(state_ids),
