@@ -108,8 +108,8 @@ class HistoryService:
         origin: str,
         room_id: str,
         *,
-        earliest: Collection[str] | None,
-        latest: Collection[str] | None,
+        earliest: Collection[str],
+        latest: Collection[str],
         limit: int,
         min_depth: int,
     ) -> JsonDict:
@@ -117,8 +117,6 @@ class HistoryService:
         the prev events of `latest`, stopping at `earliest` and below `min_depth`;
         answered oldest first."""
         await self._access.check_can_read(origin, room_id)
-        if earliest is None or latest is None:
-            raise missing_param("'earliest_events' and 'latest_events' are required.")
         limit = max(0, min(limit, MAX_MISSING_EVENTS))
         starts = await self._events.get_events(latest)
         prevs = [
