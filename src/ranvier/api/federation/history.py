@@ -30,10 +30,13 @@ DEFAULT_MISSING_LIMIT: Final = 10
 MAX_BACKFILL_FROM: Final = 20
 
 
-def _event_id_param(req: MatrixRequest) -> str | None:
-    """None when missing: the service says so after the room's ACL check, which comes
-    before anything else about the request (spec: Server Access Control Lists)."""
-    return req.query.get("event_id") or None
+def _event_id_param(req: MatrixRequest) -> str:
+    # Query parameters are checked before the room (and its ACL) is looked at, as in
+    # Synapse: SyTest asks for a 400 even for an unknown room.
+    event_id = req.query.get("event_id")
+    if not event_id:
+        raise missing_param("Missing 'event_id'.")
+    return event_id
 
 
 class HistoryResource:
@@ -41,7 +44,9 @@ class HistoryResource:
         self._history = history
 
     async def get_backfill(self, req: MatrixRequest) -> JsonDict:
-        from_ids = req.raw.query.getall("v", [])  # none: refused after the ACL check
+        from_ids = req.raw.query.getall("v", [])
+        if not from_ids:
+            raise missing_param("Missing 'v'.")
         limit = req.query_int("limit", DEFAULT_BACKFILL_LIMIT)
         return await self._history.backfill(
             req.origin,

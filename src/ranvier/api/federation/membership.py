@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from ranvier.api.http import AuthMode, Endpoint, MatrixRequest
+from ranvier.core.errors import missing_param
 from ranvier.services.federation.membership_resident import ResidentMembership
 
 __all__ = ["MembershipResource"]
@@ -32,10 +33,11 @@ V2 = "/_matrix/federation/v2"
 
 
 def _versions(req: MatrixRequest, *, required: bool) -> list[str]:
-    """The `ver` list; empty when `required` and missing (the service refuses that
-    after the room's ACL check, which comes first)."""
+    # Query parameters are checked first (400), as Synapse; then the room's ACL.
     versions = list(req.raw.query.getall("ver", []))
-    if not versions and not required:
+    if not versions:
+        if required:
+            raise missing_param("Missing 'ver'.")
         # Spec: without `ver`, the joining server is assumed to support only v1.
         versions = ["1"]
     return versions

@@ -46,13 +46,7 @@ from ranvier.core.auth import (
     get_user_power_level,
 )
 from ranvier.core.crypto.keys import SigningKey
-from ranvier.core.errors import (
-    MatrixError,
-    bad_json,
-    forbidden,
-    missing_param,
-    not_found,
-)
+from ranvier.core.errors import MatrixError, bad_json, forbidden, not_found
 from ranvier.core.events.event import Event, StateKey
 from ranvier.core.events.federation_format import (
     federation_pdu,
@@ -175,8 +169,6 @@ class ResidentMembership:
         self, origin: str, room_id: str, user_id: str, supported: Sequence[str]
     ) -> JsonDict:
         rv = await self._prepare(origin, room_id, user_id, resident=True)
-        if not supported:
-            raise missing_param("Missing 'ver'.")
         if rv.identifier not in supported or not rv.knock_join_rule:
             raise incompatible(rv.identifier)
         return await self._template(room_id, rv, user_id, "knock", {})

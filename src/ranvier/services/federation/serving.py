@@ -3,8 +3,8 @@ retrieving missing events; Retrieving events; Room state).
 
 Every request is for a room this server knows, from a server that passes the room's ACL
 and has a joined user in the room (or the room is world-readable): else 404 / 403. These
-checks come before the request's own parameters are looked at (spec: Server Access
-Control Lists), so a denied server learns nothing else.
+checks come before anything about the room is looked at (spec: Server Access Control
+Lists); only malformed query parameters are refused earlier (400, as Synapse).
 Events are served as PDUs; those the requesting server may not see under the history
 visibility at the event (`is_event_visible_to_server`) are served *redacted*, so its
 DAG keeps no holes (as Synapse). Rejected events are never served; outliers are served
@@ -20,7 +20,7 @@ import heapq
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any, Final, Literal
 
-from ranvier.core.errors import missing_param, not_found
+from ranvier.core.errors import not_found
 from ranvier.core.events.event import StateKey
 from ranvier.core.events.federation_format import federation_pdu
 from ranvier.core.ids import InvalidIdentifierError, domain_of
@@ -97,8 +97,6 @@ class HistoryService:
         """Up to `limit` events from `from_ids` (included) backwards through their prev
         events, deepest first."""
         await self._access.check_can_read(origin, room_id)
-        if not from_ids:
-            raise missing_param("Missing 'v'.")
         limit = max(0, min(limit, MAX_BACKFILL))
         found = await self._walk_back(room_id, from_ids, set(), limit, 0)
         return self._transaction(await self.serve(origin, found))
@@ -170,11 +168,9 @@ class HistoryService:
 
     # -- state and auth chains -------------------------------------------------------------
     async def _state_before(
-        self, origin: str, room_id: str, event_id: str | None
+        self, origin: str, room_id: str, event_id: str
     ) -> tuple[list[str], list[str]]:
         await self._access.check_can_read(origin, room_id)
-        if event_id is None:
-            raise missing_param("Missing 'event_id'.")
         stored = await self._room_event(room_id, event_id)
         state = (
             None
@@ -187,15 +183,11 @@ class HistoryService:
         chain = await self.get_auth_chain_ids(stored.event.room_version, state_ids)
         return state_ids, sorted(chain)
 
-    async def get_state_ids(
-        self, origin: str, room_id: str, event_id: str | None
-    ) -> JsonDict:
+    async def get_state_ids(self, origin: str, room_id: str, event_id: str) -> JsonDict:
         state_ids, chain = await self._state_before(origin, room_id, event_id)
         return {"pdu_ids": state_ids, "auth_chain_ids": chain}
 
-    async def get_state(
-        self, origin: str, room_id: str, event_id: str | None
-    ) -> JsonDict:
+    async def get_state(self, origin: str, room_id: str, event_id: str) -> JsonDict:
         state_ids, chain = await self._state_before(origin, room_id, event_id)
         return {
             "pdus": await self._plain_pdus(state_ids),
