@@ -8,6 +8,7 @@ hs2 joins last and paginates back through the history it lacks."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import aiohttp
 import pytest
 
 from ranvier.federation.transport import TransportResponse
+from tests.conftest import fresh_postgres_database, require_postgres
 from tests.federation.fakes import RunningPeer, in_process_network, transport_of
 from tests.federation.matrix_client import MatrixClient, eventually
 
@@ -37,11 +39,22 @@ async def outliers(peer: RunningPeer, room_id: str) -> int:
 
 
 @pytest.fixture
-async def peers(tmp_path: Path) -> AsyncIterator[dict[str, RunningPeer]]:
+async def peers(
+    tmp_path: Path, db_engine: str, request: pytest.FixtureRequest
+) -> AsyncIterator[dict[str, RunningPeer]]:
+    """Three servers, on SQLite or each on its own PostgreSQL database."""
     names = ["hs1", "hs2", "hs3"]
-    overrides = dict.fromkeys(names, OVERRIDES)
-    async with in_process_network(tmp_path, names, overrides=overrides) as p:
-        yield p
+    overrides: dict[str, dict[str, Any]] = {n: dict(OVERRIDES) for n in names}
+    with ExitStack() as stack:
+        if db_engine == "postgres":
+            template = request.getfixturevalue("postgres_template")
+            for n in names:
+                dsn = stack.enter_context(
+                    fresh_postgres_database(require_postgres(), template)
+                )
+                overrides[n]["database"] = {"engine": "postgres", "dsn": dsn}
+        async with in_process_network(tmp_path, names, overrides=overrides) as p:
+            yield p
 
 
 class StateBlock:

@@ -485,3 +485,26 @@ async def test_expired_key_is_replaced_by_new_material() -> None:
     assert (
         await ring.get_verify_key("b.test", B_KEY.key_id, later) == MALLORY.verify_key
     )
+
+
+async def test_notary_asks_for_an_unseen_key_id_even_while_backing_off() -> None:
+    """A failed fetch puts the origin in backoff; a notary query for a key ID we have
+    never seen (a rotation) still reaches it, and success ends the backoff."""
+    clock = FakeClock()
+    now = clock.time_msec()
+    client = FakeKeyClient()
+    ring = keyring(client, clock)
+    assert await ring.get_key_documents("b.test", [B_KEY.key_id], now) == []
+    assert await ring.get_key_documents("b.test", [B_KEY.key_id], now) == []
+    assert client.calls == ["direct:b.test", "direct:b.test"]  # b1 is still unseen
+    client.direct["b.test"] = key_doc("b.test", B_KEY, now + DAY_MS)
+    docs = await ring.get_key_documents("b.test", [B_KEY.key_id], now)
+    assert [d["verify_keys"] for d in docs] == [
+        {B_KEY.key_id: {"key": B_KEY.public_key_base64}}
+    ]
+    # A known key asked for a later validity: fetched again (no backoff left).
+    client.direct.pop("b.test")
+    await ring.get_key_documents("b.test", [B_KEY.key_id], now + 2 * DAY_MS)
+    await ring.get_key_documents("b.test", [B_KEY.key_id], now + 2 * DAY_MS)
+    # ...and once that fails, the known key is not fetched again while backing off.
+    assert client.calls.count("direct:b.test") == 4

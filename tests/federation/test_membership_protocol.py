@@ -429,3 +429,91 @@ async def test_federation_failures_reach_clients_without_internals(two: Two) -> 
     )
     assert (status, body["errcode"]) == (403, "M_FORBIDDEN")
     assert not body["error"].startswith("403")
+
+
+# -- unsigned events, bad invite answers, version errors ------------------------------------------
+async def test_unsigned_membership_events_are_forbidden(two: Two) -> None:
+    """SyTest "Inbound /v1/send_join rejects incorrectly-signed joins" (and the leave and
+    invite variants): no signatures or hashes at all is a 403, not a format error."""
+    t = two
+    room_id = await t.alice.create_room(preset="public_chat")
+    versions = "&".join(f"ver={v}" for v in KNOWN_ROOM_VERSIONS)
+    async with acting_as(t.hs2) as hs2:
+        path = federation_path(f"{V1}/make_join/{{}}/{{}}", room_id, BOB)
+        status, made = await hs2.request(t.hs1, "GET", f"{path}?{versions}")
+        assert status == 200, made
+        rv = KNOWN_ROOM_VERSIONS[made["room_version"]]
+        unsigned = {**made["event"], "origin_server_ts": 1}
+        signed = finalize_local_event(dict(unsigned), rv, hs2.name, hs2.key)
+        for prefix in (V1, V2):
+            for kind in ("send_join", "send_leave"):
+                status, out = await hs2.request(
+                    t.hs1,
+                    "PUT",
+                    federation_path(
+                        f"{prefix}/{kind}/{{}}/{{}}", room_id, signed.event_id
+                    ),
+                    unsigned,
+                )
+                assert (status, out["errcode"]) == (403, "M_FORBIDDEN"), (kind, out)
+        invite = {**unsigned, "state_key": t.alice.user_id,
+                  "content": {"membership": "invite"}}  # fmt: skip
+        status, out = await hs2.request(
+            t.hs1,
+            "PUT",
+            federation_path(f"{V2}/invite/{{}}/{{}}", room_id, "$x"),
+            {"room_version": rv.identifier, "event": invite},
+        )
+        assert (status, out["errcode"]) == (403, "M_FORBIDDEN"), out
+
+
+async def test_invite_answered_with_invalid_json_is_m_bad_json(two: Two) -> None:
+    """SyTest "Outbound federation rejects invite response which include invalid JSON
+    for room version 6": the invitee's server answers with a float in the event."""
+    t = two
+    transport = transport_of(t.hs1.peer)
+    real = transport.request
+
+    async def request(destination: str, method: str, uri: str, **kw: Any) -> Any:
+        if uri.startswith(f"{V2}/invite/"):
+            event = orjson.loads(kw["body"])["event"]
+            bad = encode_canonical_json(
+                {"event": {**event, "bad_val": 1.1}}, strict=False
+            )
+            return TransportResponse(200, bad, "application/json")
+        return await real(destination, method, uri, **kw)
+
+    transport.request = request  # type: ignore[method-assign]
+    room_id = await t.alice.create_room(preset="private_chat", room_version="6")
+    status, body = await t.alice.call(
+        "POST", f"/rooms/{q(room_id)}/invite", {"user_id": BOB}
+    )
+    assert (status, body["errcode"]) == (400, "M_BAD_JSON"), body
+
+
+async def test_incompatible_room_version_reaches_the_client_with_its_version(
+    two: Two,
+) -> None:
+    """SyTest "Outbound federation correctly handles unsupported room versions"."""
+    t = two
+    bob = await t.hs2.user("bob")
+    transport = transport_of(t.hs2.peer)
+    real = transport.request
+    refusal = (
+        b'{"errcode":"M_INCOMPATIBLE_ROOM_VERSION","error":"no","room_version":"x"}'
+    )
+
+    async def request(destination: str, method: str, uri: str, **kw: Any) -> Any:
+        if uri.startswith(f"{V1}/make_join/"):
+            return TransportResponse(400, refusal, "application/json")
+        return await real(destination, method, uri, **kw)
+
+    transport.request = request  # type: ignore[method-assign]
+    status, body = await bob.call(
+        "POST", f"/join/{q('!r:hs1.test')}?server_name=hs1.test", {}
+    )
+    assert (status, body["errcode"], body.get("room_version")) == (
+        400,
+        "M_INCOMPATIBLE_ROOM_VERSION",
+        "x",
+    ), body

@@ -91,6 +91,10 @@ def requests(d: Denied) -> list[tuple[str, str, Any]]:
             {"earliest_events": [], "latest_events": [e]},
         ),
         ("GET", p(f"{V1}/event/{{}}", e), None),
+        # A body without its lists: the ACL's 403, not a 400. (Missing query
+        # parameters are refused first, as Synapse: SyTest wants a 400 for them
+        # even in unknown rooms.)
+        ("POST", p(f"{V1}/get_missing_events/{{}}", r), {}),
         ("GET", p(f"{V1}/timestamp_to_event/{{}}", r) + "?ts=0&dir=f", None),
     ]
 
@@ -123,3 +127,23 @@ async def test_allowed_server_passes_the_acl(denied: Denied) -> None:
     for method, path, body in requests(d):
         status, out = await d.hs2.request(d.hs1, method, path, body)
         assert "ACL" not in (out or {}).get("error", ""), (path, status, out)
+    # As Synapse (SyTest's control case): missing lists are empty ones.
+    status, out = await d.hs2.request(
+        d.hs1, "POST", p(f"{V1}/get_missing_events/{{}}", d.room.room_id), {}
+    )
+    assert (status, out) == (200, {"events": []})
+
+
+async def test_missing_query_parameters_come_first(denied: Denied) -> None:
+    """As Synapse (SyTest "Inbound federation of state requires event_id as a
+    mandatory paramater"): a missing query parameter is a 400 whatever the room."""
+    d = denied
+    for path in (
+        f"{V1}/state/notaroombutitdoesntmatter",
+        f"{V1}/state_ids/notaroombutitdoesntmatter",
+        p(f"{V1}/state/{{}}", d.room.room_id),
+        p(f"{V1}/backfill/{{}}", d.room.room_id),
+        p(f"{V1}/make_knock/{{}}/{{}}", d.room.room_id, BOB),
+    ):
+        status, out = await d.hs2.request(d.hs1, "GET", path)
+        assert (status, out["errcode"]) == (400, "M_MISSING_PARAM"), (path, out)

@@ -59,19 +59,20 @@ def _encode_query(args: QueryArgs | None) -> str:
     return "?" + urllib.parse.urlencode(pairs, quote_via=urllib.parse.quote)
 
 
-def _error_fields(body: bytes) -> tuple[str | None, str]:
+def _error_fields(body: bytes) -> tuple[str | None, str, dict[str, Any]]:
     try:
         doc = decode_json(body)
     except InvalidJsonError:
-        return None, body[:200].decode("utf-8", "replace")
+        return None, body[:200].decode("utf-8", "replace"), {}
     if isinstance(doc, dict):
         errcode = doc.get("errcode")
         error = doc.get("error")
         return (
             errcode if isinstance(errcode, str) else None,
             error if isinstance(error, str) else "",
+            doc,
         )
-    return None, ""
+    return None, "", {}
 
 
 class FederationClient:
@@ -157,7 +158,7 @@ class FederationClient:
             # Any other answer proves the server is up.
             await self._retry.record_success(destination)
         if not 200 <= status < 300:
-            errcode, message = _error_fields(response.body)
+            errcode, message, doc = _error_fields(response.body)
             logger.info("%s %s %s -> %d %s", method, destination, path, status, errcode)
             raise FederationError(
                 destination,
@@ -168,6 +169,7 @@ class FederationClient:
                     status, errcode, response.body
                 ),
                 remote_message=message if errcode else "",
+                remote_error=doc,
             )
         try:
             return decode_json(response.body)

@@ -10,6 +10,9 @@ without touching the network while a destination is backing off after failures.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 
 class FederationError(Exception):
     def __init__(
@@ -21,6 +24,7 @@ class FederationError(Exception):
         errcode: str | None = None,
         unknown_endpoint: bool = False,
         remote_message: str = "",
+        remote_error: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(f"{destination}: {message}")
         self.destination = destination
@@ -30,6 +34,9 @@ class FederationError(Exception):
         self.unknown_endpoint = unknown_endpoint
         # The `error` text of the remote's Matrix error answer, as it sent it.
         self.remote_message = remote_message
+        # The whole Matrix error object, for the fields some errcodes carry
+        # (`room_version` of `M_INCOMPATIBLE_ROOM_VERSION`, `retry_after_ms`, ...).
+        self.remote_error: Mapping[str, Any] = remote_error or {}
 
     @property
     def is_network_error(self) -> bool:

@@ -266,9 +266,14 @@ class Keyring:
         if not _satisfied_by(_row_keys(rows), key_ids, minimum_valid_until_ts):
             async with self._locks.lock((server_name, True)):
                 rows = await self._direct_rows(server_name)
-                wanted = _satisfied_by(_row_keys(rows), key_ids, minimum_valid_until_ts)
-                if not wanted and not self._in_backoff(server_name):
+                held = _row_keys(rows)
+                wanted = _satisfied_by(held, key_ids, minimum_valid_until_ts)
+                # A key ID we have never seen (a rotation) is worth asking for even
+                # while the server is backing off after a failure.
+                unseen = any(k not in held for k in key_ids)
+                if not wanted and (unseen or not self._in_backoff(server_name)):
                     if await self._fetch_direct(server_name):
+                        self._failures.pop(server_name, None)
                         rows = await self._direct_rows(server_name)
                     else:
                         self._note_failure(server_name)

@@ -33,6 +33,7 @@ V2 = "/_matrix/federation/v2"
 
 
 def _versions(req: MatrixRequest, *, required: bool) -> list[str]:
+    # Query parameters are checked first (400), as Synapse; then the room's ACL.
     versions = list(req.raw.query.getall("ver", []))
     if not versions:
         if required:

@@ -23,7 +23,8 @@ Leaving rooms, Knocking upon a room, Inviting to a room).
   Synapse; the spec has no answer for it) but not stored.
 * The PDU's format (`PduChecker.parse`: shape, types, canonical JSON of its room
   version) is checked before its signatures, so a malformed event answers 400
-  `M_BAD_JSON`, never a signature error.
+  `M_BAD_JSON`, never a signature error - except an event with no `signatures` or
+  `hashes` at all, which is refused as unsigned (403, as Synapse and SyTest expect).
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from ranvier.core.events.federation_format import (
     stripped_state_event,
 )
 from ranvier.core.ids import InvalidIdentifierError, domain_of
+from ranvier.core.json import CanonicalJsonError, encode_canonical_json
 from ranvier.core.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from ranvier.services.events.pipeline import EventPipeline
 from ranvier.services.events.state import MissingStateError
@@ -402,6 +404,23 @@ class ResidentMembership:
         return await self._verify(event)
 
     def _parse(self, pdu: Any, rv: RoomVersion, room_id: str, event_id: str) -> Event:
+        """Checked in Synapse's order, which SyTest pins: no `type`/integer `depth`,
+        or JSON the room version cannot carry (floats, big integers since v6), is 400
+        `M_BAD_JSON`; an event without signatures or hashes is a signature failure
+        (403); then the full format (400); the signatures themselves are `_verify`'s."""
+        if not isinstance(pdu, dict):
+            raise bad_json("The event is not an object.")
+        depth = pdu.get("depth")
+        if not isinstance(pdu.get("type"), str) or not isinstance(depth, int):
+            raise bad_json("The event needs a 'type' and an integer 'depth'.")
+        try:
+            encode_canonical_json(pdu, strict=rv.strict_canonicaljson)
+        except CanonicalJsonError:
+            raise bad_json("The event is not valid canonical JSON.") from None
+        if not isinstance(pdu.get("signatures"), dict) or not isinstance(
+            pdu.get("hashes"), dict
+        ):
+            raise forbidden("The event is not signed.")
         parsed = self._checker.parse(pdu, rv)
         if isinstance(parsed, PduRejected):
             raise bad_json(parsed.reason)

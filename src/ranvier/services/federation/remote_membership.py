@@ -39,7 +39,7 @@ from ranvier.core.room_versions import KNOWN_ROOM_VERSIONS, EventFormat, RoomVer
 from ranvier.federation.client import QueryArgs, federation_path
 from ranvier.federation.errors import FederationError
 from ranvier.services.events.pipeline import EventPipeline, RoomSession
-from ranvier.services.federation.pdu_checks import CheckedPdu, PduChecker
+from ranvier.services.federation.pdu_checks import CheckedPdu, PduChecker, PduRejected
 from ranvier.services.federation.remote_events import order_by_auth
 from ranvier.storage.stores.event_rows import NewRoom
 from ranvier.util.clock import Clock
@@ -141,7 +141,11 @@ def _remote_error(errors: Sequence[Exception], what: str) -> MatrixError:
     for e in reversed(errors):
         if isinstance(e, FederationError) and e.status and 400 <= e.status < 500:
             message = e.remote_message or f"The remote server refused to {what}."
-            return MatrixError(e.status, e.errcode or "M_UNKNOWN", message)
+            extra: dict[str, Any] = {}
+            version = e.remote_error.get("room_version")
+            if e.errcode == "M_INCOMPATIBLE_ROOM_VERSION" and isinstance(version, str):
+                extra["room_version"] = version
+            return MatrixError(e.status, e.errcode or "M_UNKNOWN", message, **extra)
     if not errors:
         return MatrixError(404, "M_NOT_FOUND", f"No known servers to {what} through.")
     return MatrixError(
@@ -583,6 +587,13 @@ class RemoteMembershipService:
             if isinstance(returned, dict)
             else None
         )
+        if isinstance(parsed, PduRejected):
+            # As Synapse: the invitee's server sent an event we cannot parse.
+            raise MatrixError(
+                400,
+                "M_BAD_JSON",
+                f"{server} answered the invite with an invalid event.",
+            )
         if not isinstance(parsed, Event) or parsed.event_id != event.event_id:
             raise MatrixError(
                 502, "M_UNKNOWN", f"{server} answered the invite wrongly."

@@ -2,7 +2,9 @@
 retrieving missing events; Retrieving events; Room state).
 
 Every request is for a room this server knows, from a server that passes the room's ACL
-and has a joined user in the room (or the room is world-readable): else 404 / 403.
+and has a joined user in the room (or the room is world-readable): else 404 / 403. These
+checks come before anything about the room is looked at (spec: Server Access Control
+Lists); only malformed query parameters are refused earlier (400, as Synapse).
 Events are served as PDUs; those the requesting server may not see under the history
 visibility at the event (`is_event_visible_to_server`) are served *redacted*, so its
 DAG keeps no holes (as Synapse). So are all events of erased users (deactivated with
