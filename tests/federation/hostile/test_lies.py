@@ -11,6 +11,7 @@ import pytest
 from aiohttp import web
 
 from ranvier.core.events.event import StateKey
+from ranvier.core.room_versions import StateResolution
 from tests.federation.hostile.forge import break_signature, forge, strip_signature
 from tests.federation.hostile.scenario import (
     EVIL,
@@ -660,3 +661,48 @@ async def test_unprivileged_redaction_of_anothers_event(
         shown = await a.alice.ok("GET", f"/rooms/{a.q()}/event/{target}")
         assert shown["content"].get("body") == "keep me"
         await assert_room_intact(a, expected={PL_KEY: key(a, PL_KEY)})
+
+
+@pytest.mark.parametrize("room_version", FAMILIES)
+async def test_state_injected_through_a_gap_and_a_soft_failed_event(
+    tmp_path: Path, room_version: str
+) -> None:
+    """Mallory was promoted once and demoted since. The gap state at C names the old
+    promoting power levels, so her room name E1 on top of it passes the state before
+    it; E1 soft-fails against current state, and her message
+    E2 cites E1, so E1's state reaches state resolution. Since v2 the name (a key
+    current state lacks) is conflicted and fails the iterative auth checks."""
+    async with attacked_room(tmp_path, room_version=room_version) as a:
+        promote = await a.send_state(
+            "m.room.power_levels", pl_content(a, **{MALLORY: 50})
+        )
+        await a.send_state("m.room.power_levels", pl_content(a, **{MALLORY: 0}))
+        create = key(a, ("m.room.create", ""))
+        join = key(a, member(MALLORY))
+        e = a.gap(MALLORY, [create, join, promote.event_id], [])
+        d_id = e.prev_event_ids[0]
+        auth = [create, promote.event_id, join]
+        if a.rv.room_id_from_create_event:
+            auth = auth[1:]
+        acl = a.peer.forge(
+            a.room, MALLORY, "m.room.name", {"name": "mallory's"},
+            state_key="", prev=[d_id], auth=auth,
+            depth=12,
+        )  # fmt: skip
+        after = a.peer.forge(
+            a.room, MALLORY, "m.room.message", {"body": "x", "msgtype": "m.text"},
+            prev=[acl.event_id], depth=13,
+        )  # fmt: skip
+        a.peer.answer(
+            "get_missing_events", {"events": [a.room.events[d_id].data, acl.data]}
+        )
+        await a.send([after])
+        if a.rv.state_res is StateResolution.V1:
+            # v1 keeps a key only one state set holds (docs/security.md, limits).
+            state = await current_state(a)
+            assert state.get(("m.room.name", "")) == acl.event_id
+            return
+        await assert_room_intact(
+            a, expected={PL_KEY: key(a, PL_KEY)}, forbidden={acl.event_id}
+        )
+        assert ("m.room.name", "") not in await current_state(a)
