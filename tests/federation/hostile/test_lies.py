@@ -13,6 +13,7 @@ from aiohttp import web
 from ranvier.core.events.event import StateKey
 from ranvier.core.room_versions import StateResolution
 from tests.federation.hostile.forge import break_signature, forge, strip_signature
+from tests.federation.hostile.peer import HostilePeer
 from tests.federation.hostile.scenario import (
     EVIL,
     HS,
@@ -24,6 +25,7 @@ from tests.federation.hostile.scenario import (
     attacked_room,
     current_state,
     rejected_ids,
+    serve_peer,
 )
 
 FAMILIES = ["1", "3", "10", "11", "12"]
@@ -706,3 +708,45 @@ async def test_state_injected_through_a_gap_and_a_soft_failed_event(
             a, expected={PL_KEY: key(a, PL_KEY)}, forbidden={acl.event_id}
         )
         assert ("m.room.name", "") not in await current_state(a)
+
+
+# -- griefing honest servers ----------------------------------------------------------------
+async def test_honest_event_served_without_its_auth_chain_is_not_rejected_for_good(
+    tmp_path: Path, engine: str
+) -> None:
+    """good.test's gary changes his member event twice (G0, then G1 citing G0) and has
+    not sent them yet. The peer names G1 in gap state, without G0. Ranvier cannot
+    check G1 and must not store it as rejected: when good.test sends G0 and G1, and
+    then a message authorised by G1, all are accepted."""
+    gary = "@gary:good.test"
+    async with (
+        attacked_room(tmp_path, room_version="10", engine=engine) as a,
+        serve_peer({HS: a.hs}, HostilePeer("good.test")) as good,
+    ):
+        good_room, _ = await good.join(a.hs, a.room_id, gary)
+        g0 = good_room.build(
+            good, gary, "m.room.member", {"membership": "join", "displayname": "a"},
+            state_key=gary,
+        )  # fmt: skip
+        # A later timestamp: resolution v2 orders same-power events by timestamp, then
+        # ID, not by their DAG order.
+        g1 = good_room.build(
+            good, gary, "m.room.member", {"membership": "join", "displayname": "b"},
+            state_key=gary, ts=g0.origin_server_ts + 1,
+        )  # fmt: skip
+        assert g0.event_id in g1.auth_event_ids
+        a.room.events[g1.event_id] = g1
+        e = a.gap(MALLORY, [*honest_state(a), g1.event_id], [])
+        await a.send([e])
+        status, out = await good.send_transaction(a.hs, [g0, g1])
+        assert status == 200, out
+        assert out["pdus"] == {g0.event_id: {}, g1.event_id: {}}, out
+        hello = good_room.build(
+            good, gary, "m.room.message", {"body": "hello", "msgtype": "m.text"}
+        )
+        status, out = await good.send_transaction(a.hs, [hello])
+        assert out["pdus"][hello.event_id] == {}, out
+        assert (await current_state(a))[member(gary)] == g1.event_id
+        chunk = await a.alice.ok("GET", f"/rooms/{a.q()}/messages?dir=b&limit=50")
+        assert hello.event_id in {ev["event_id"] for ev in chunk["chunk"]}
+        await assert_room_intact(a, expected={member(gary): g1.event_id})
