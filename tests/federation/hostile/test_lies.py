@@ -750,3 +750,37 @@ async def test_honest_event_served_without_its_auth_chain_is_not_rejected_for_go
         chunk = await a.alice.ok("GET", f"/rooms/{a.q()}/messages?dir=b&limit=50")
         assert hello.event_id in {ev["event_id"] for ev in chunk["chunk"]}
         await assert_room_intact(a, expected={member(gary): g1.event_id})
+
+
+async def test_honest_event_relayed_without_its_auth_chain_is_not_rejected_for_good(
+    tmp_path: Path, engine: str
+) -> None:
+    """The peer relays good.test's message G1 in its own transaction and answers its
+    `/event_auth` with nothing (G1's auth event G0 is gary's unsent member event). G1
+    must not be stored as rejected: when good.test sends G0 and G1, G1 is shown."""
+    gary = "@gary:good.test"
+    async with (
+        attacked_room(tmp_path, room_version="10", engine=engine) as a,
+        serve_peer({HS: a.hs}, HostilePeer("good.test")) as good,
+    ):
+        good_room, _ = await good.join(a.hs, a.room_id, gary)
+        known_tip = list(good_room.extremities)
+        g0 = good_room.build(
+            good, gary, "m.room.member", {"membership": "join", "displayname": "a"},
+            state_key=gary,
+        )  # fmt: skip
+        # On a tip Ranvier has (no gap to fill), authorised by the unsent G0.
+        g1 = good_room.build(
+            good, gary, "m.room.message", {"body": "hi", "msgtype": "m.text"},
+            prev=known_tip,
+        )  # fmt: skip
+        assert g0.event_id in g1.auth_event_ids
+        a.peer.answer("event_auth", {"auth_chain": []})
+        a.peer.answer("get_missing_events", {"events": []})
+        results = await a.send([g1])
+        assert "error" in results[g1.event_id]
+        status, out = await good.send_transaction(a.hs, [g0, g1])
+        assert out["pdus"] == {g0.event_id: {}, g1.event_id: {}}, out
+        chunk = await a.alice.ok("GET", f"/rooms/{a.q()}/messages?dir=b&limit=50")
+        assert g1.event_id in {ev["event_id"] for ev in chunk["chunk"]}
+        await assert_room_intact(a, expected={member(gary): g0.event_id})

@@ -505,7 +505,7 @@ class RoomSession:
         honest server's event without its auth chain could get it rejected here for
         good, and with it every later event that cites it."""
         draft = _Draft(event, self._p.now(), outlier=True)
-        unknown = await self._unknown_auth_events(event)
+        unknown = await self.unknown_auth_events(event)
         if unknown:
             logger.info(
                 "not storing outlier %s: auth events %s unknown",
@@ -524,7 +524,9 @@ class RoomSession:
         self._drafts.append(draft)
         return draft.rejected_reason is None
 
-    async def _unknown_auth_events(self, event: Event) -> list[str]:
+    async def unknown_auth_events(self, event: Event) -> list[str]:
+        """The auth events `event` cites (since v12 also the create event) that are
+        neither stored nor added to this session."""
         wanted = list(event.auth_event_ids)
         if (
             self.room_version.room_id_from_create_event
