@@ -780,6 +780,7 @@ async def test_honest_event_relayed_without_its_auth_chain_is_not_rejected_for_g
         results = await a.send([g1])
         assert "error" in results[g1.event_id]
         status, out = await good.send_transaction(a.hs, [g0, g1])
+        assert status == 200, out
         assert out["pdus"] == {g0.event_id: {}, g1.event_id: {}}, out
         chunk = await a.alice.ok("GET", f"/rooms/{a.q()}/messages?dir=b&limit=50")
         assert g1.event_id in {ev["event_id"] for ev in chunk["chunk"]}
