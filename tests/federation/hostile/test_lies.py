@@ -446,7 +446,7 @@ async def test_deep_missing_events_and_state_are_bounded(
     tmp_path: Path, engine: str
 ) -> None:
     """`/get_missing_events` answers 300 events (ignoring the limit of 10) and
-    `/state_ids` names 5000 unknown events: at most 10 are used, the state fetch is
+    `/state_ids` names 40,000 unknown events: at most 10 are used, the state fetch is
     refused by the budget, the event is not accepted, the room is unharmed."""
     async with attacked_room(tmp_path, room_version="10", engine=engine) as a:
         junk = [
@@ -461,7 +461,7 @@ async def test_deep_missing_events_and_state_are_bounded(
             )
             for i in range(300)
         ]
-        e = a.gap(MALLORY, [f"${i:043d}" for i in range(5000)], [])
+        e = a.gap(MALLORY, [f"${i:043d}" for i in range(40_000)], [])
         a.peer.answer("get_missing_events", {"events": [j.data for j in junk]})
         started = time.monotonic()
         results = await a.send([e])
