@@ -12,6 +12,7 @@ from aiohttp import web
 
 from ranvier.core.events.event import StateKey
 from ranvier.core.room_versions import StateResolution
+from ranvier.storage.txn import Txn
 from tests.federation.hostile.forge import break_signature, forge, strip_signature
 from tests.federation.hostile.peer import HostilePeer
 from tests.federation.hostile.scenario import (
@@ -785,3 +786,81 @@ async def test_honest_event_relayed_without_its_auth_chain_is_not_rejected_for_g
         chunk = await a.alice.ok("GET", f"/rooms/{a.q()}/messages?dir=b&limit=50")
         assert g1.event_id in {ev["event_id"] for ev in chunk["chunk"]}
         await assert_room_intact(a, expected={member(gary): g0.event_id})
+
+
+# -- backfill -------------------------------------------------------------------------------
+@pytest.mark.parametrize("room_version", ["1", "10"])
+async def test_backfill_with_lying_state(tmp_path: Path, room_version: str) -> None:
+    """After a gap, C is only an outlier; alice's `/messages` backfills it from the peer,
+    whose state at C now names a made-up power-levels event X (rejected) and another
+    room's power levels. Neither may enter the backfilled event's state."""
+    async with attacked_room(tmp_path, room_version=room_version) as a:
+        real_pl = key(a, PL_KEY)
+        e = a.gap(MALLORY, honest_state(a), [])
+        c_id = a.room.events[e.prev_event_ids[0]].prev_event_ids[0]
+        await a.send([e])
+        x = a.peer.forge(a.room, MALLORY, "m.room.power_levels",
+                         pl_content(a, **{MALLORY: 100}), state_key="",
+                         prev=[a.nowhere()], depth=1)  # fmt: skip
+        other = await a.alice.create_room(
+            preset="public_chat", room_version=room_version
+        )
+        sent = await a.alice.ok(
+            "PUT", f"/rooms/{other}/state/m.room.power_levels/",
+            {"users": {MALLORY: 100}},
+        )  # fmt: skip
+        lie = [*honest_state(a, without=PL_KEY), x.event_id]
+        a.peer.answer("state_ids", {"pdu_ids": [*lie, sent["event_id"]],
+                                    "auth_chain_ids": []})  # fmt: skip
+        a.peer.answer("state", {"pdus": [x.data], "auth_chain": []})
+        a.peer.answer("backfill", {"origin": EVIL, "origin_server_ts": 0,
+                                   "pdus": [a.room.events[c_id].data]})  # fmt: skip
+        await a.alice.ok("GET", f"/rooms/{a.q()}/messages?dir=b&limit=100")
+        assert a.peer.hits["backfill"] >= 1
+
+        def txn_fn(txn: Txn) -> tuple[bool, dict[StateKey, str]] | None:
+            txn.execute("SELECT outlier FROM events WHERE event_id = ?", (c_id,))
+            row = txn.fetchone()
+            txn.execute(
+                "SELECT s.type, s.state_key, s.event_id FROM event_state_groups AS g "
+                "JOIN state_group_entries AS s ON s.state_group = g.state_group_after "
+                "WHERE g.event_id = ?",
+                (c_id,),
+            )
+            entries = {(str(t), str(k)): str(v) for t, k, v in txn.fetchall()}
+            return (bool(row[0]), entries) if row else None
+
+        found = await a.hs.peer.homeserver.db.run_read_txn("test_c", txn_fn)
+        assert found is not None
+        outlier, entries = found
+        assert not outlier  # backfilled into the timeline
+        assert x.event_id not in entries.values()
+        assert sent["event_id"] not in entries.values()
+        await assert_room_intact(
+            a, expected={PL_KEY: real_pl}, forbidden={x.event_id},
+            powers={a.alice.user_id: 100, MALLORY: 0},
+        )  # fmt: skip
+
+
+async def test_backfilled_event_citing_another_room(
+    tmp_path: Path, engine: str
+) -> None:
+    """A backfill answer carries an event whose prev event is another room's: it is
+    rejected with no state, so the other room's state never becomes this room's."""
+    async with attacked_room(tmp_path, room_version="10", engine=engine) as a:
+        e = a.gap(MALLORY, honest_state(a), [])
+        await a.send([e])
+        other = await a.alice.create_room(preset="public_chat", room_version="10")
+        await a.peer.join(a.hs, other, MALLORY)
+        tip = await a.alice.send(other, "over there")
+        foreign = await a.peer.fetch_event(a.hs, tip, a.rv)
+        a.room.events[foreign.event_id] = foreign
+        bridge = a.peer.forge(a.room, MALLORY, "m.room.message",
+                              {"body": "bridge", "msgtype": "m.text"},
+                              prev=[foreign.event_id], depth=2)  # fmt: skip
+        a.peer.answer("backfill", {"origin": EVIL, "origin_server_ts": 0,
+                                   "pdus": [bridge.data]})  # fmt: skip
+        await a.alice.ok("GET", f"/rooms/{a.q()}/messages?dir=b&limit=100")
+        assert a.peer.hits["backfill"] >= 1
+        assert bridge.event_id in await rejected_ids(a)
+        await assert_room_intact(a, expected={PL_KEY: key(a, PL_KEY)})
