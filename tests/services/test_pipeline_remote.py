@@ -133,3 +133,44 @@ async def test_out_of_band_invite_is_a_membership(
     assert invite.event_id in [e for e, _ in recorder.seen]
     assert await built.events.get_forward_extremities(remote_room) == []
     assert await built.state.get_current_state_ids(remote_room) == {}
+
+
+async def test_supplied_state_never_holds_rejected_or_foreign_events(
+    rooms: tuple[Rooms, Recorder],
+) -> None:
+    """A supplied state (federation's state at a gap) naming an event rejected earlier
+    in the same session, an event of another room, or an event under another key:
+    those entries are dropped, so no state group ever holds them."""
+    built, _ = rooms
+    room_id, _ = await built.creation.create_room(ALICE, CreateRoomRequest())
+    other_id, _ = await built.creation.create_room(ALICE, CreateRoomRequest())
+    state = await _current(built, room_id)
+    other = await _current(built, other_id)
+    (tip_id, _), *_ = await built.events.get_forward_extremities(room_id)
+    tip = (await built.events.get_events([tip_id]))[tip_id].event
+    rv = await built.sender.room_version(room_id)
+    # Carol was never invited to this private room: her join is rejected.
+    pdu = build_unsigned_pdu(
+        rv, event_type="m.room.member", sender=CAROL, content={"membership": "join"},
+        room_id=room_id, origin_server_ts=1, prev_events=[tip], state_key=CAROL,
+        auth_events=[state[("m.room.create", "")], state[("m.room.power_levels", "")],
+                     state[("m.room.join_rules", "")]],
+    )  # fmt: skip
+    carol = built.sender.builder.finalize(pdu, rv)
+    supplied = {k: e.event_id for k, e in state.items()}
+    supplied[("m.room.member", CAROL)] = carol.event_id
+    supplied[("m.room.power_levels", "")] = other[("m.room.power_levels", "")].event_id
+    supplied[("m.room.topic", "")] = state[("m.room.join_rules", "")].event_id
+    child = _build(built, room_id, state, [tip], event_type="m.room.message",
+                   sender=ALICE, content={"body": "hi"})  # fmt: skip
+    async with built.pipeline.room_session(room_id, rv) as session:
+        await session.add_event(carol, local=False)
+        await session.add_event(child, local=False, state_before=supplied)
+        rejected, accepted = await session.commit()
+    assert rejected.rejected_reason is not None
+    assert accepted.rejected_reason is None
+    before = await built.state.get_state_ids_at_event(child.event_id, before=True)
+    assert before is not None
+    expected = {k: e.event_id for k, e in state.items()}
+    del expected[("m.room.power_levels", "")]
+    assert before == expected

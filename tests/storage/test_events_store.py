@@ -392,3 +392,24 @@ async def test_stream_positions_become_visible_in_order(database: Database) -> N
         assert ids.get_current_token() == second
     assert ids.get_current_token() == third
     await asyncio.sleep(0)
+
+
+async def test_get_rejected_names_only_rejected_events(
+    stores: tuple[EventStore, StateStore, RoomStore],
+) -> None:
+    events, _, _ = stores
+    chain = await _room(stores)
+    ok, _ = await chain.add("m.room.message", content={"body": "fine"})
+    bad = make_event("m.room.topic", [ok], state_key="", content={"topic": "x"})
+    pos = events.stream_ids.allocate()
+    item = EventToPersist(
+        event=bad, stream_ordering=pos, received_ts=1, outlier=True,
+        rejected_reason="not allowed",
+    )  # fmt: skip
+    try:
+        await events.persist_batch(PersistBatch(room_id=ROOM, events=[item]))
+    finally:
+        events.stream_ids.complete(pos)
+    asked = [ok.event_id, bad.event_id, "$unknown"]
+    assert await events.get_rejected(asked) == {bad.event_id}
+    assert await events.get_rejected([]) == set()

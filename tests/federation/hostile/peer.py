@@ -5,7 +5,9 @@ By default it answers honestly from the rooms it mirrors (like `FakeRemote`, plu
 `/backfill`). A test replaces any endpoint with `peer.script(name, handler)`: the
 handler gets the aiohttp request and returns a JSON body (dict) or a full
 `web.Response`. Endpoint names: "event", "state_ids", "state", "event_auth",
-"get_missing_events", "backfill", "send". Every request is counted in `peer.hits`.
+"get_missing_events", "backfill", "send", "make_join", "send_join". Every request is
+counted in `peer.hits`. `host_room` makes the peer the resident server of a room of
+its own, which Ranvier can join (`make_join` / v2 `send_join`).
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from aiohttp import web
 
 from ranvier.core.crypto.keys import SigningKey
 from ranvier.core.events.event import Event
+from ranvier.core.room_versions import RoomVersion
+from ranvier.util.clock import RealClock
 from tests.federation.hostile.forge import forge
-from tests.helpers.federation import FakeRemote, RemoteRoom
+from tests.helpers.federation import FakeRemote, RemoteRoom, event_of
 
 JsonDict = dict[str, Any]
 Handler = Callable[[web.Request], Awaitable[JsonDict | web.Response]]
@@ -61,6 +65,10 @@ class HostilePeer(FakeRemote):
             ("POST", P + "/get_missing_events/{room_id}", "get_missing_events",
              self._on_missing),
             ("GET", P + "/backfill/{room_id}", "backfill", self._on_backfill),
+            ("GET", P + "/make_join/{room_id}/{user_id}", "make_join",
+             self._on_make_join),
+            ("PUT", "/_matrix/federation/v2/send_join/{room_id}/{event_id}",
+             "send_join", self._on_send_join),
         ]  # fmt: skip
         for method, path, name, default in routes:
             app.router.add_route(method, path, self._dispatch(name, default))
@@ -96,6 +104,63 @@ class HostilePeer(FakeRemote):
             {"origin": self.name, "origin_server_ts": 0,
              "pdus": [e.data for e in found]}
         )  # fmt: skip
+
+    # -- hosting a room (Ranvier joins it) ------------------------------------------------
+    def host_room(self, rv: RoomVersion, creator: str) -> RemoteRoom:
+        """A public room of the peer's, created by `creator` (one of its users)."""
+        content: JsonDict = {"room_version": rv.identifier}
+        if not rv.implicit_room_creator:
+            content["creator"] = creator
+        create = forge(
+            rv, server=self.name, key=self.key,
+            room_id=None if rv.room_id_from_create_event else f"!hosted:{self.name}",
+            sender=creator, etype="m.room.create", content=content, state_key="",
+            prev=[], auth=[], depth=1, ts=RealClock().time_msec(),
+        )  # fmt: skip
+        room = RemoteRoom(create.room_id, rv)
+        room.add(create)
+        room.build(self, creator, "m.room.member", {"membership": "join"},
+                   state_key=creator)  # fmt: skip
+        users = {} if rv.privileged_creators else {creator: 100}
+        room.build(self, creator, "m.room.power_levels", {"users": users},
+                   state_key="")  # fmt: skip
+        room.build(self, creator, "m.room.join_rules", {"join_rule": "public"},
+                   state_key="")  # fmt: skip
+        self.rooms[room.room_id] = room
+        return room
+
+    def join_template(self, room: RemoteRoom, user_id: str) -> JsonDict:
+        draft = room.build(self, user_id, "m.room.member", {"membership": "join"},
+                           state_key=user_id, record=False)  # fmt: skip
+        return {k: v for k, v in draft.data.items()
+                if k not in ("hashes", "signatures", "event_id", "origin")}  # fmt: skip
+
+    def join_answer(self, room: RemoteRoom, join: Event) -> JsonDict:
+        """The honest `send_join` answer (the state before the join, its auth chain),
+        recording the join; a script may alter it."""
+        ids = sorted(room.state.values())
+        chain = self._chain(room, [*ids, join.event_id])
+        room.add(join)
+        return {
+            "origin": self.name,
+            "state": [room.events[e].data for e in ids],
+            "auth_chain": [room.events[e].data for e in chain if e in room.events],
+            "event": join.data,
+        }
+
+    async def _on_make_join(self, request: web.Request) -> web.Response:
+        self._log(request)
+        room = self.rooms[request.match_info["room_id"]]
+        template = self.join_template(room, request.match_info["user_id"])
+        return web.json_response(
+            {"room_version": room.rv.identifier, "event": template}
+        )
+
+    async def _on_send_join(self, request: web.Request) -> web.Response:
+        self._log(request)
+        room = self.rooms[request.match_info["room_id"]]
+        join = event_of(await request.json(), room.rv)
+        return web.json_response(self.join_answer(room, join))
 
     # -- forging in a mirrored room -------------------------------------------------------
     def forge(

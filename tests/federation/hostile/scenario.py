@@ -292,6 +292,14 @@ async def _assert_client_views(
     assert {k: current.get(k) for k in latest} == latest
     messages = await a.alice.ok("GET", f"/rooms/{a.q()}/messages?dir=b&limit=100")
     assert not {e["event_id"] for e in messages["chunk"]} & bad
+    for event_id in sorted(bad):
+        quoted = urllib.parse.quote(event_id)
+        for path in (
+            f"/rooms/{a.q()}/event/{quoted}",
+            f"/rooms/{a.q()}/context/{quoted}",
+        ):
+            status, body = await a.alice.call("GET", path)
+            assert status == 404, (path, status, body)
 
 
 async def _assert_served_views(

@@ -11,7 +11,10 @@ import pytest
 from aiohttp import web
 
 from ranvier.core.events.event import StateKey
+from ranvier.core.room_versions import StateResolution
+from ranvier.storage.txn import Txn
 from tests.federation.hostile.forge import break_signature, forge, strip_signature
+from tests.federation.hostile.peer import HostilePeer
 from tests.federation.hostile.scenario import (
     EVIL,
     HS,
@@ -23,6 +26,7 @@ from tests.federation.hostile.scenario import (
     attacked_room,
     current_state,
     rejected_ids,
+    serve_peer,
 )
 
 FAMILIES = ["1", "3", "10", "11", "12"]
@@ -443,7 +447,7 @@ async def test_deep_missing_events_and_state_are_bounded(
     tmp_path: Path, engine: str
 ) -> None:
     """`/get_missing_events` answers 300 events (ignoring the limit of 10) and
-    `/state_ids` names 5000 unknown events: at most 10 are used, the state fetch is
+    `/state_ids` names 40,000 unknown events: at most 10 are used, the state fetch is
     refused by the budget, the event is not accepted, the room is unharmed."""
     async with attacked_room(tmp_path, room_version="10", engine=engine) as a:
         junk = [
@@ -458,7 +462,7 @@ async def test_deep_missing_events_and_state_are_bounded(
             )
             for i in range(300)
         ]
-        e = a.gap(MALLORY, [f"${i:043d}" for i in range(5000)], [])
+        e = a.gap(MALLORY, [f"${i:043d}" for i in range(40_000)], [])
         a.peer.answer("get_missing_events", {"events": [j.data for j in junk]})
         started = time.monotonic()
         results = await a.send([e])
@@ -659,4 +663,204 @@ async def test_unprivileged_redaction_of_anothers_event(
         await a.send([pdu])
         shown = await a.alice.ok("GET", f"/rooms/{a.q()}/event/{target}")
         assert shown["content"].get("body") == "keep me"
+        await assert_room_intact(a, expected={PL_KEY: key(a, PL_KEY)})
+
+
+@pytest.mark.parametrize("room_version", FAMILIES)
+async def test_state_injected_through_a_gap_and_a_soft_failed_event(
+    tmp_path: Path, room_version: str
+) -> None:
+    """Mallory was promoted once and demoted since. The gap state at C names the old
+    promoting power levels, so her room name E1 on top of it passes the state before
+    it; E1 soft-fails against current state, and her message
+    E2 cites E1, so E1's state reaches state resolution. Since v2 the name (a key
+    current state lacks) is conflicted and fails the iterative auth checks."""
+    async with attacked_room(tmp_path, room_version=room_version) as a:
+        promote = await a.send_state(
+            "m.room.power_levels", pl_content(a, **{MALLORY: 50})
+        )
+        await a.send_state("m.room.power_levels", pl_content(a, **{MALLORY: 0}))
+        create = key(a, ("m.room.create", ""))
+        join = key(a, member(MALLORY))
+        e = a.gap(MALLORY, [create, join, promote.event_id], [])
+        d_id = e.prev_event_ids[0]
+        auth = [create, promote.event_id, join]
+        if a.rv.room_id_from_create_event:
+            auth = auth[1:]
+        acl = a.peer.forge(
+            a.room, MALLORY, "m.room.name", {"name": "mallory's"},
+            state_key="", prev=[d_id], auth=auth,
+            depth=12,
+        )  # fmt: skip
+        after = a.peer.forge(
+            a.room, MALLORY, "m.room.message", {"body": "x", "msgtype": "m.text"},
+            prev=[acl.event_id], depth=13,
+        )  # fmt: skip
+        a.peer.answer(
+            "get_missing_events", {"events": [a.room.events[d_id].data, acl.data]}
+        )
+        await a.send([after])
+        if a.rv.state_res is StateResolution.V1:
+            # v1 keeps a key only one state set holds (docs/security.md, limits).
+            state = await current_state(a)
+            assert state.get(("m.room.name", "")) == acl.event_id
+            return
+        await assert_room_intact(
+            a, expected={PL_KEY: key(a, PL_KEY)}, forbidden={acl.event_id}
+        )
+        assert ("m.room.name", "") not in await current_state(a)
+
+
+# -- griefing honest servers ----------------------------------------------------------------
+async def test_honest_event_served_without_its_auth_chain_is_not_rejected_for_good(
+    tmp_path: Path, engine: str
+) -> None:
+    """good.test's gary changes his member event twice (G0, then G1 citing G0) and has
+    not sent them yet. The peer names G1 in gap state, without G0. Ranvier cannot
+    check G1 and must not store it as rejected: when good.test sends G0 and G1, and
+    then a message authorised by G1, all are accepted."""
+    gary = "@gary:good.test"
+    async with (
+        attacked_room(tmp_path, room_version="10", engine=engine) as a,
+        serve_peer({HS: a.hs}, HostilePeer("good.test")) as good,
+    ):
+        good_room, _ = await good.join(a.hs, a.room_id, gary)
+        g0 = good_room.build(
+            good, gary, "m.room.member", {"membership": "join", "displayname": "a"},
+            state_key=gary,
+        )  # fmt: skip
+        # A later timestamp: resolution v2 orders same-power events by timestamp, then
+        # ID, not by their DAG order.
+        g1 = good_room.build(
+            good, gary, "m.room.member", {"membership": "join", "displayname": "b"},
+            state_key=gary, ts=g0.origin_server_ts + 1,
+        )  # fmt: skip
+        assert g0.event_id in g1.auth_event_ids
+        a.room.events[g1.event_id] = g1
+        e = a.gap(MALLORY, [*honest_state(a), g1.event_id], [])
+        await a.send([e])
+        status, out = await good.send_transaction(a.hs, [g0, g1])
+        assert status == 200, out
+        assert out["pdus"] == {g0.event_id: {}, g1.event_id: {}}, out
+        hello = good_room.build(
+            good, gary, "m.room.message", {"body": "hello", "msgtype": "m.text"}
+        )
+        status, out = await good.send_transaction(a.hs, [hello])
+        assert out["pdus"][hello.event_id] == {}, out
+        assert (await current_state(a))[member(gary)] == g1.event_id
+        chunk = await a.alice.ok("GET", f"/rooms/{a.q()}/messages?dir=b&limit=50")
+        assert hello.event_id in {ev["event_id"] for ev in chunk["chunk"]}
+        await assert_room_intact(a, expected={member(gary): g1.event_id})
+
+
+async def test_honest_event_relayed_without_its_auth_chain_is_not_rejected_for_good(
+    tmp_path: Path, engine: str
+) -> None:
+    """The peer relays good.test's message G1 in its own transaction and answers its
+    `/event_auth` with nothing (G1's auth event G0 is gary's unsent member event). G1
+    must not be stored as rejected: when good.test sends G0 and G1, G1 is shown."""
+    gary = "@gary:good.test"
+    async with (
+        attacked_room(tmp_path, room_version="10", engine=engine) as a,
+        serve_peer({HS: a.hs}, HostilePeer("good.test")) as good,
+    ):
+        good_room, _ = await good.join(a.hs, a.room_id, gary)
+        known_tip = list(good_room.extremities)
+        g0 = good_room.build(
+            good, gary, "m.room.member", {"membership": "join", "displayname": "a"},
+            state_key=gary,
+        )  # fmt: skip
+        # On a tip Ranvier has (no gap to fill), authorised by the unsent G0.
+        g1 = good_room.build(
+            good, gary, "m.room.message", {"body": "hi", "msgtype": "m.text"},
+            prev=known_tip,
+        )  # fmt: skip
+        assert g0.event_id in g1.auth_event_ids
+        a.peer.answer("event_auth", {"auth_chain": []})
+        a.peer.answer("get_missing_events", {"events": []})
+        results = await a.send([g1])
+        assert "error" in results[g1.event_id]
+        status, out = await good.send_transaction(a.hs, [g0, g1])
+        assert status == 200, out
+        assert out["pdus"] == {g0.event_id: {}, g1.event_id: {}}, out
+        chunk = await a.alice.ok("GET", f"/rooms/{a.q()}/messages?dir=b&limit=50")
+        assert g1.event_id in {ev["event_id"] for ev in chunk["chunk"]}
+        await assert_room_intact(a, expected={member(gary): g0.event_id})
+
+
+# -- backfill -------------------------------------------------------------------------------
+@pytest.mark.parametrize("room_version", ["1", "10"])
+async def test_backfill_with_lying_state(tmp_path: Path, room_version: str) -> None:
+    """After a gap, C is only an outlier; alice's `/messages` backfills it from the peer,
+    whose state at C now names a made-up power-levels event X (rejected) and another
+    room's power levels. Neither may enter the backfilled event's state."""
+    async with attacked_room(tmp_path, room_version=room_version) as a:
+        real_pl = key(a, PL_KEY)
+        e = a.gap(MALLORY, honest_state(a), [])
+        c_id = a.room.events[e.prev_event_ids[0]].prev_event_ids[0]
+        await a.send([e])
+        x = a.peer.forge(a.room, MALLORY, "m.room.power_levels",
+                         pl_content(a, **{MALLORY: 100}), state_key="",
+                         prev=[a.nowhere()], depth=1)  # fmt: skip
+        other = await a.alice.create_room(
+            preset="public_chat", room_version=room_version
+        )
+        sent = await a.alice.ok(
+            "PUT", f"/rooms/{other}/state/m.room.power_levels/",
+            {"users": {MALLORY: 100}},
+        )  # fmt: skip
+        lie = [*honest_state(a, without=PL_KEY), x.event_id]
+        a.peer.answer("state_ids", {"pdu_ids": [*lie, sent["event_id"]],
+                                    "auth_chain_ids": []})  # fmt: skip
+        a.peer.answer("state", {"pdus": [x.data], "auth_chain": []})
+        a.peer.answer("backfill", {"origin": EVIL, "origin_server_ts": 0,
+                                   "pdus": [a.room.events[c_id].data]})  # fmt: skip
+        await a.alice.ok("GET", f"/rooms/{a.q()}/messages?dir=b&limit=100")
+        assert a.peer.hits["backfill"] >= 1
+
+        def txn_fn(txn: Txn) -> tuple[bool, dict[StateKey, str]] | None:
+            txn.execute("SELECT outlier FROM events WHERE event_id = ?", (c_id,))
+            row = txn.fetchone()
+            txn.execute(
+                "SELECT s.type, s.state_key, s.event_id FROM event_state_groups AS g "
+                "JOIN state_group_entries AS s ON s.state_group = g.state_group_after "
+                "WHERE g.event_id = ?",
+                (c_id,),
+            )
+            entries = {(str(t), str(k)): str(v) for t, k, v in txn.fetchall()}
+            return (bool(row[0]), entries) if row else None
+
+        found = await a.hs.peer.homeserver.db.run_read_txn("test_c", txn_fn)
+        assert found is not None
+        outlier, entries = found
+        assert not outlier  # backfilled into the timeline
+        assert x.event_id not in entries.values()
+        assert sent["event_id"] not in entries.values()
+        await assert_room_intact(
+            a, expected={PL_KEY: real_pl}, forbidden={x.event_id},
+            powers={a.alice.user_id: 100, MALLORY: 0},
+        )  # fmt: skip
+
+
+async def test_backfilled_event_citing_another_room(
+    tmp_path: Path, engine: str
+) -> None:
+    """A backfill answer carries an event whose prev event is another room's: it is
+    rejected with no state, so the other room's state never becomes this room's."""
+    async with attacked_room(tmp_path, room_version="10", engine=engine) as a:
+        e = a.gap(MALLORY, honest_state(a), [])
+        await a.send([e])
+        other = await a.alice.create_room(preset="public_chat", room_version="10")
+        await a.peer.join(a.hs, other, MALLORY)
+        tip = await a.alice.send(other, "over there")
+        foreign = await a.peer.fetch_event(a.hs, tip, a.rv)
+        a.room.events[foreign.event_id] = foreign
+        bridge = a.peer.forge(a.room, MALLORY, "m.room.message",
+                              {"body": "bridge", "msgtype": "m.text"},
+                              prev=[foreign.event_id], depth=2)  # fmt: skip
+        a.peer.answer("backfill", {"origin": EVIL, "origin_server_ts": 0,
+                                   "pdus": [bridge.data]})  # fmt: skip
+        await a.alice.ok("GET", f"/rooms/{a.q()}/messages?dir=b&limit=100")
+        assert a.peer.hits["backfill"] >= 1
+        assert bridge.event_id in await rejected_ids(a)
         await assert_room_intact(a, expected={PL_KEY: key(a, PL_KEY)})

@@ -99,6 +99,7 @@ async def test_state_without_power_levels_does_not_reset_them(
         real_pl = a.room.state[PL_KEY]
         x, e = gap_attack(a, cite_real_pl=False)
         await a.send([e])
+        assert x.event_id in await rejected_ids(a)
         await assert_room_intact(
             a,
             expected={PL_KEY: real_pl},

@@ -319,6 +319,10 @@ class EventPipeline:
             except Exception:
                 logger.exception("notifier failed for %s", p.event.event_id)
 
+    async def stored_ids(self, event_ids: Sequence[str]) -> set[str]:
+        """Those of `event_ids` stored, whatever their status."""
+        return set(await self._events.get_events(event_ids))
+
     async def foreign_events(self, room_id: str, event_ids: Sequence[str]) -> list[str]:
         """Those of `event_ids` stored for a room other than `room_id` (rejected and
         outliers included: a cited event's room is a fact, whatever its fate)."""
@@ -355,6 +359,8 @@ class RoomSession:
         self._aliases: list[tuple[str, str]] = []
         # State groups already queued for writing by this session's drafts.
         self._queued: set[int] = set()
+        # Events of this session stored as rejected (known, but never usable).
+        self._rejected: set[str] = set()
 
     @property
     def uncommitted(self) -> int:
@@ -439,6 +445,7 @@ class RoomSession:
                 raise
             logger.info("rejecting %s: %s", event.event_id, e.reason)
             draft.rejected_reason = e.reason
+            self._rejected.add(event.event_id)
         if not local and draft.rejected_reason is None:
             draft.soft_failed = await self._soft_fails(event, before)
         if draft.rejected_reason is None:
@@ -505,17 +512,46 @@ class RoomSession:
     async def add_outlier(self, event: Event) -> bool:
         """Queue a remote event with no place in the timeline (an auth or state event
         fetched over federation): checked against its own auth events only, stored as
-        rejected if it fails them. Returns whether it passed."""
+        rejected if it fails them. Returns whether it passed.
+
+        An outlier citing auth events we do not have at all is not stored: rejecting
+        it would be final (a known event is never re-checked), so a peer serving an
+        honest server's event without its auth chain could get it rejected here for
+        good, and with it every later event that cites it."""
         draft = _Draft(event, self._p.now(), outlier=True)
+        unknown = await self.unknown_auth_events(event)
+        if unknown:
+            logger.info(
+                "not storing outlier %s: auth events %s unknown",
+                event.event_id,
+                unknown,
+            )
+            return False
         try:
             await self._check_auth_events(event)
         except AuthError as e:
             logger.info("rejecting outlier %s: %s", event.event_id, e.reason)
             draft.rejected_reason = e.reason
+            self._rejected.add(event.event_id)
         else:
             self._events[event.event_id] = event
         self._drafts.append(draft)
         return draft.rejected_reason is None
+
+    async def unknown_auth_events(self, event: Event) -> list[str]:
+        """The auth events `event` cites (since v12 also the create event) that are
+        neither stored nor added to this session."""
+        wanted = list(event.auth_event_ids)
+        if (
+            self.room_version.room_id_from_create_event
+            and event.type != "m.room.create"
+        ):
+            wanted.append("$" + self.room_id[1:])
+        pending = [
+            a for a in wanted if a not in self._events and a not in self._rejected
+        ]
+        stored = await self._p.stored_ids(pending) if pending else set()
+        return [a for a in pending if a not in stored]
 
     def add_out_of_band_membership(self, event: Event) -> None:
         """Queue a remote membership event for a local user in a room this server is

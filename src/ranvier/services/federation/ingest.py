@@ -153,6 +153,11 @@ class RemoteEventIngester:
             await self._persist_outliers(session, gaps.outliers.values())
             if await self._events.get_event(event.event_id) is not None:
                 return IngestResult()
+            if await session.unknown_auth_events(event):
+                # Not stored, not rejected: the event may be another server's honest
+                # one relayed by a peer withholding its auth chain, and a stored
+                # rejection would be final (see RoomSession.add_outlier).
+                return IngestResult("auth events unavailable")
             state_before = None
             if gaps.remote_states:
                 state_before = await self._resolve_before(rv, event, gaps)

@@ -190,9 +190,8 @@ class HistoryService:
         chain = await self.get_auth_chain_ids(stored.event.room_version, state_ids)
         # State groups written before rejected events were filtered out of supplied
         # state may still name one: never vouch for a rejected event to another server.
-        stored_ids = await self._events.get_events([*state_ids, *chain])
-        ok = {e for e, s in stored_ids.items() if s.rejected_reason is None}
-        return [e for e in state_ids if e in ok], sorted(chain & ok)
+        rejected = await self._events.get_rejected([*state_ids, *chain])
+        return [e for e in state_ids if e not in rejected], sorted(chain - rejected)
 
     async def get_state_ids(self, origin: str, room_id: str, event_id: str) -> JsonDict:
         state_ids, chain = await self._state_before(origin, room_id, event_id)

@@ -225,6 +225,23 @@ class EventStore:
             return set()
         return await self._db.run_read_txn("get_auth_chain_ids", txn_fn)
 
+    async def get_rejected(self, event_ids: Collection[str]) -> set[str]:
+        """Those of `event_ids` stored as rejected (without loading the events: a
+        room's whole state and auth chain may be asked about)."""
+
+        def txn_fn(txn: Txn) -> set[str]:
+            cond, params = txn.in_list("event_id", event_ids)
+            txn.execute(
+                f"SELECT event_id FROM events WHERE {cond} "
+                "AND rejected_reason IS NOT NULL",
+                params,
+            )
+            return {str(r[0]) for r in txn.fetchall()}
+
+        if not event_ids:
+            return set()
+        return await self._db.run_read_txn("get_rejected", txn_fn)
+
     async def have_children(self, event_ids: Collection[str]) -> set[str]:
         """Those of `event_ids` that some stored event cites as a prev_event."""
 
