@@ -323,8 +323,10 @@ class LegacySyncService:
             for m in await self._memberships.get_rooms_for_user(user_id)
             if m.membership in wanted
         ]
+        # What the user stored (Synapse's answer too): not the server-provided entries
+        # such as `m.push_rules`, which /sync adds.
         snapshot = await self._account_data.get_account_data_since(
-            user_id, 0, now.account_data, initial=True
+            user_id, 0, now.account_data
         )
         rooms: list[JsonDict] = []
         for m in memberships:
