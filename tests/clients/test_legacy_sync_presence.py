@@ -2,9 +2,12 @@
 
 * matrix-nio: `get_presence` of a new user is `offline` (not 404); an incremental sync
   after a join carries the new company's presence, on both sides of the join;
+  `room_get_event` in a room the user may not read is 404 (spec), not 403;
 * mautrix: a sync filter with `event_format: federation` gives PDUs (with `event_id`);
-  the deprecated r0 API (`/events`, `/events/{eventId}`, `/initialSync`, room
-  `/initialSync` with presence, account data and receipts) through mautrix's HTTP API.
+  a named room's sync summary has no `m.heroes`; POST /send without a transaction ID;
+  the deprecated r0 API through mautrix's HTTP API: `/events` (long-poll, `room_id`
+  peeking with receipts, `limit` checked), `/events/{eventId}`, `/initialSync`, and the
+  room `/initialSync` with presence, account data and receipts.
 """
 
 from __future__ import annotations
@@ -16,9 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import nio
+import pytest
 from mautrix.api import Method
 from mautrix.api import Path as MPath
 from mautrix.client import Client
+from mautrix.errors import MatrixRequestError
 from mautrix.types import EventType, RoomID, UserID
 
 from ranvier.storage.txn import EngineName
@@ -297,3 +302,29 @@ async def test_event_of_unreadable_room_is_404_and_peeking_event_stream(
                 alice_user.user_id
                 in (receipts["chunk"][0]["content"][shout.event_id]["m.read"])
             )
+
+
+async def test_mautrix_post_send_without_txn_id_and_events_limit(
+    tmp_path: Path, db_engine: EngineName
+) -> None:
+    async with accounts_server(tmp_path, engine=db_engine) as (hs, api):
+        alice_user = await new_user(api, "alice")
+        async with mautrix_client(hs.base_url, alice_user) as alice:
+            room_id = RoomID(await alice.create_room(name="posts"))
+            path = MPath.v3.rooms[room_id].send["m.room.message"]
+            body = {"msgtype": "m.text", "body": "same body"}
+            first = await alice.api.request(Method.POST, path, body)
+            second = await alice.api.request(Method.POST, path, body)
+            # Each POST is a new event (no transaction ID to deduplicate on).
+            assert first["event_id"] != second["event_id"]
+            event = await alice.get_event(room_id, first["event_id"])
+            assert event.content["body"] == "same body"
+
+            for bad in ("hello", "-2"):
+                with pytest.raises(MatrixRequestError) as err:
+                    await alice.api.request(
+                        Method.GET,
+                        MPath.v3.events,
+                        query_params={"limit": bad, "timeout": "0"},
+                    )
+                assert err.value.http_status == 400

@@ -163,7 +163,7 @@ async def build_rooms(
         hooks.profile_change.append(membership)
         hooks.deactivation.append(membership)
     endpoints = [
-        *RoomsResource(creation, messages).endpoints(),
+        *RoomsResource(creation, messages, random_opaque_id).endpoints(),
         *MembershipResource(membership).endpoints(),
         *DirectoryResource(server_name, directory, messages, visibility).endpoints(),
         *ReadingResource(reading).endpoints(),
