@@ -143,7 +143,14 @@ async def test_register_errors_and_options(tmp_path: Path) -> None:
             400,
             "M_INVALID_PARAM",
         )
+        # Without a password the first round still gets the flows (401); the
+        # password is asked for once the flow is complete.
         assert await _error(api, "POST", "/register", json={"username": "x1"}) == (
+            401,
+            "",
+        )
+        no_password = {"username": "x1", "auth": {"type": "m.login.dummy"}}
+        assert await _error(api, "POST", "/register", json=no_password) == (
             400,
             "M_MISSING_PARAM",
         )

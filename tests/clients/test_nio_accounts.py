@@ -10,7 +10,7 @@ from mautrix.client import ClientAPI
 from mautrix.errors import MUnknownToken
 from mautrix.types import LoginType, UserID
 
-from tests.helpers.accounts import PASSWORD, accounts_server
+from tests.helpers.accounts import PASSWORD, V1, accounts_server
 
 
 def _nio(
@@ -91,3 +91,31 @@ async def test_mautrix_login_whoami(tmp_path: Path) -> None:
                 raise AssertionError("token still valid after logout")
         finally:
             await http.session.close()
+
+
+async def test_nio_registers_with_a_token(tmp_path: Path) -> None:
+    """Token-only registration as nio does it: a first round without auth for the
+    session, then the token and dummy stages."""
+    config = {"registration": {"enabled": True, "require_token": True}}
+    async with accounts_server(tmp_path, overrides=config) as (hs, api):
+        accounts = hs.running.homeserver.accounts
+        assert accounts is not None
+        token = await accounts.registration.create_registration_token(uses_allowed=2)
+        client = _nio(hs.base_url)
+        try:
+            reg = await client.register_with_token("tok1", PASSWORD, token.token)
+            assert isinstance(reg, nio.RegisterResponse), reg
+            assert reg.user_id == api.user_id("tok1")
+            refused = await client.register_with_token("tok2", PASSWORD, "wrong")
+            assert not isinstance(refused, nio.RegisterResponse), refused
+            # Without a token the dummy stage alone completes no flow.
+            plain = await client.register("tok3", PASSWORD)
+            assert not isinstance(plain, nio.RegisterResponse), plain
+        finally:
+            await client.close()
+        status, body = await api.call(
+            "GET",
+            f"/register/m.login.registration_token/validity?token={token.token}",
+            prefix=V1,
+        )
+        assert (status, body) == (200, {"valid": True})  # one of two uses left

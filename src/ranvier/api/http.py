@@ -176,6 +176,11 @@ class JsonBody:
         v: bool = self._get(key, bool, "a boolean", default)
         return v
 
+    def get_optional_bool(self, key: str) -> bool | None:
+        """The boolean, or None when the key is absent or null."""
+        v: bool | None = self._get(key, bool, "a boolean", None)
+        return v
+
     def get_dict(self, key: str) -> JsonDict | None:
         v: JsonDict | None = self._get(key, dict, "an object", None)
         return v

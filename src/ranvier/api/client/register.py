@@ -57,8 +57,8 @@ class RegisterResource:
             password=body.get_str("password"),
             device_id=device_id_param(body),
             initial_device_display_name=body.get_str("initial_device_display_name"),
-            inhibit_login=body.get_bool("inhibit_login"),
-            want_refresh=body.get_bool("refresh_token"),
+            inhibit_login=body.get_optional_bool("inhibit_login"),
+            want_refresh=body.get_optional_bool("refresh_token"),
             guest_access_token=body.get_str("guest_access_token"),
             client_ip=req.client_ip,
         )

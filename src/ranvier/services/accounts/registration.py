@@ -81,14 +81,52 @@ class RegistrationTokenStore(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class RegisterRequest:
+    """One round of `POST /register`. `None` means "not in this round": clients may
+    send any parameter in any round of the UIA session (Element's first request, the
+    flows probe, has none of them), so what is missing here is taken from earlier
+    rounds of the same session."""
+
     username: str | None
     password: str | None
     device_id: str | None
     initial_device_display_name: str | None
-    inhibit_login: bool
-    want_refresh: bool
+    inhibit_login: bool | None
+    want_refresh: bool | None
     guest_access_token: str | None
     client_ip: str | None
+
+    def remembered_params(self) -> dict[str, Any]:
+        """The parameters of this round that later rounds may omit (never the
+        password: only its slow hash is kept, see `_remember_password`)."""
+        given = {
+            "device_id": self.device_id,
+            "initial_device_display_name": self.initial_device_display_name,
+            "inhibit_login": self.inhibit_login,
+            "refresh_token": self.want_refresh,
+        }
+        return {k: v for k, v in given.items() if v is not None}
+
+    def with_session_params(self, data: Mapping[str, Any]) -> RegisterRequest:
+        """This round, completed with what earlier rounds of the session sent."""
+
+        def pick(value: Any, key: str, kind: type) -> Any:
+            stored = data.get(key)
+            return (
+                value if value is not None or not isinstance(stored, kind) else stored
+            )
+
+        return RegisterRequest(
+            username=self.username,
+            password=self.password,
+            device_id=pick(self.device_id, "device_id", str),
+            initial_device_display_name=pick(
+                self.initial_device_display_name, "initial_device_display_name", str
+            ),
+            inhibit_login=pick(self.inhibit_login, "inhibit_login", bool),
+            want_refresh=pick(self.want_refresh, "refresh_token", bool),
+            guest_access_token=self.guest_access_token,
+            client_ip=self.client_ip,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,32 +222,34 @@ class RegistrationService:
             user_id = await self.check_username(req.username)
         else:
             user_id = None
-        if req.password is None and (
-            uia_req.auth is None or "session" not in uia_req.auth
-        ):
-            raise missing_param("Missing 'password'.")
+        # UIA comes first: the answer to a request without `auth` is the 401 with the
+        # flows, whatever else is missing (that is how clients discover the flows).
+        # Parameters are checked once a flow is complete.
+        data = req.remembered_params()
+        if user_id is not None:
+            data["user_id"] = user_id
+        if guest is not None:
+            data["upgrade_guest"] = True
         try:
-            result = await self._uia.authenticate(
-                uia_req,
-                self.flows,
-                data={} if user_id is None else {"user_id": user_id},
-            )
+            result = await self._uia.authenticate(uia_req, self.flows, data=data)
         except UiaRequiredError as e:
             await self._remember_password(e.session_id, req.password)
             raise
-        user_id = user_id or result.data.get("user_id") or await self._free_user_id()
+        req = req.with_session_params(result.data)
+        upgrade = guest is not None or result.data.get("upgrade_guest") is True
         password_hash = await self._password_hash(req.password, result.data)
+        user_id = user_id or result.data.get("user_id") or await self._free_user_id()
         reg = Registration(
             user=NewUser(
                 user_id=user_id,
                 password_hash=password_hash,
                 is_guest=False,
                 is_admin=False,
-                profile=self._initial_profile(user_id, guest is not None),
+                profile=self._initial_profile(user_id, upgrade),
                 created_ts=self._clock.time_msec(),
             ),
             login=None,
-            upgrade_guest=guest is not None,
+            upgrade_guest=upgrade,
             registration_token=result.completed.get(REGISTRATION_TOKEN),
             uia_session_id=result.session_id,
         )
@@ -282,7 +322,7 @@ class RegistrationService:
                 reg.user.user_id,
                 device_id=req.device_id,
                 initial_display_name=req.initial_device_display_name,
-                want_refresh=req.want_refresh,
+                want_refresh=bool(req.want_refresh),
                 client_ip=req.client_ip,
             )
             reg = Registration(
