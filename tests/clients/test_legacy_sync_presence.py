@@ -2,7 +2,8 @@
 
 * matrix-nio: `get_presence` of a new user is `offline` (not 404); an incremental sync
   after a join carries the new company's presence, on both sides of the join;
-  `room_get_event` in a room the user may not read is 404 (spec), not 403;
+  `room_get_event` in a room the user may not read is 404 (spec), not 403; an initial
+  sync after someone stopped typing carries an empty `m.typing` (as Synapse);
 * mautrix: a sync filter with `event_format: federation` gives PDUs (with `event_id`);
   a named room's sync summary has no `m.heroes`; POST /send without a transaction ID;
   the deprecated r0 API through mautrix's HTTP API: `/events` (long-poll, `room_id`
@@ -328,3 +329,34 @@ async def test_mautrix_post_send_without_txn_id_and_events_limit(
                         query_params={"limit": bad, "timeout": "0"},
                     )
                 assert err.value.http_status == 400
+
+
+async def test_nio_initial_sync_shows_stopped_typing(
+    tmp_path: Path, db_engine: EngineName
+) -> None:
+    async with accounts_server(tmp_path, engine=db_engine) as (hs, api):
+        alice_user = await new_user(api, "alice")
+        bob_user = await new_user(api, "bob")
+        async with (
+            nio_client(hs.base_url, alice_user) as alice,
+            nio_client(hs.base_url, bob_user) as bob,
+        ):
+            created = await alice.room_create(
+                name="typing", preset=nio.RoomPreset.public_chat
+            )
+            assert isinstance(created, nio.RoomCreateResponse), created
+            room_id = created.room_id
+            assert isinstance(await bob.join(room_id), nio.JoinResponse)
+            typed = await alice.room_typing(room_id, True, timeout=30_000)
+            assert isinstance(typed, nio.RoomTypingResponse), typed
+            stopped = await alice.room_typing(room_id, False)
+            assert isinstance(stopped, nio.RoomTypingResponse), stopped
+            # A client that starts now (initial sync) learns that nobody types.
+            initial = await bob.sync(timeout=0)
+            assert isinstance(initial, nio.SyncResponse), initial
+            typing = [
+                e
+                for e in initial.rooms.join[room_id].ephemeral
+                if isinstance(e, nio.TypingNoticeEvent)
+            ]
+            assert [e.users for e in typing] == [[]]

@@ -311,8 +311,9 @@ class RoomsSectionBuilder:
         since = req.since
         if flt.matches_fields("m.typing", None):
             if since is None:
-                typing = {r: self._typing.get_typing_users(r) for r in rooms}
-                typing = {r: users for r, users in typing.items() if users}
+                # Every room with typing activity since the server started, even if
+                # nobody types now (as Synapse): a client that missed the stop sees it.
+                typing = self._typing.get_changed_rooms(rooms, 0, now.typing)
             else:
                 typing = self._typing.get_changed_rooms(rooms, since.typing, now.typing)
                 for r in full_rooms & set(rooms):
