@@ -5,7 +5,8 @@
   `room_get_event` in a room the user may not read is 404 (spec), not 403; an initial
   sync after someone stopped typing carries an empty `m.typing` (as Synapse);
 * mautrix: a sync filter with `event_format: federation` gives PDUs (with `event_id`);
-  a named room's sync summary has no `m.heroes`; POST /send without a transaction ID;
+  a named room's sync summary has no `m.heroes`; a room joined and left within one
+  sync batch comes with its full state; POST /send without a transaction ID;
   the deprecated r0 API through mautrix's HTTP API: `/events` (long-poll, `room_id`
   peeking with receipts, `limit` checked), `/events/{eventId}`, `/initialSync`, and the
   room `/initialSync` with presence, account data and receipts.
@@ -25,7 +26,7 @@ from mautrix.api import Method
 from mautrix.api import Path as MPath
 from mautrix.client import Client
 from mautrix.errors import MatrixRequestError
-from mautrix.types import EventType, RoomID, UserID
+from mautrix.types import EventType, FilterID, RoomID, UserID
 
 from ranvier.storage.txn import EngineName
 from tests.clients.test_sync_nio import nio_client
@@ -35,6 +36,7 @@ from tests.helpers.sync import User, new_user
 DEADLINE_SECONDS = 30
 G_DATA: dict[str, Any] = {"g": 1}
 R_DATA: dict[str, Any] = {"r": 1}
+MADE_UP_STATE: dict[str, Any] = {"my_key": 1}
 
 
 @asynccontextmanager
@@ -360,3 +362,35 @@ async def test_nio_initial_sync_shows_stopped_typing(
                 if isinstance(e, nio.TypingNoticeEvent)
             ]
             assert [e.users for e in typing] == [[]]
+
+
+async def test_mautrix_joined_and_left_in_one_batch_has_full_state(
+    tmp_path: Path, db_engine: EngineName
+) -> None:
+    async with accounts_server(tmp_path, engine=db_engine) as (hs, api):
+        alice_user = await new_user(api, "alice")
+        bob_user = await new_user(api, "bob")
+        async with (
+            mautrix_client(hs.base_url, alice_user) as alice,
+            mautrix_client(hs.base_url, bob_user) as bob,
+        ):
+            room_id = await alice.create_room(name="brief visit")
+            await alice.send_state_event(
+                room_id,
+                EventType.find("org.example.state", EventType.Class.STATE),
+                MADE_UP_STATE,
+            )
+            await alice.invite_user(room_id, bob.mxid)
+            # An inline filter (the spec allows JSON in place of a filter ID).
+            flt = FilterID(
+                '{"room": {"timeline": {"types": []}, "include_leave": true,'
+                ' "state": {"types": ["org.example.state"]}}}'
+            )
+            since = (await bob.sync(filter_id=flt, timeout=0))["next_batch"]
+            await bob.join_room(room_id)
+            await bob.leave_room(room_id)
+            sync = await bob.sync(since=since, filter_id=flt, timeout=0)
+            left = sync["rooms"]["leave"][room_id]
+            assert [(e["type"], e["content"]) for e in left["state"]["events"]] == [
+                ("org.example.state", MADE_UP_STATE)
+            ]

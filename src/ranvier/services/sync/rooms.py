@@ -14,7 +14,7 @@ while the sync runs is never half-included: it lands in the next sync.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ranvier.core.streams import SyncToken
@@ -84,6 +84,9 @@ class _Classified:
     invited: dict[str, MembershipRow]
     knocked: dict[str, MembershipRow]
     left: dict[str, MembershipRow]
+    # Left rooms the user joined within the range: sent with their full state (the
+    # client never saw it), like a newly joined room.
+    left_after_join: set[str] = field(default_factory=set)
 
 
 class RoomsSectionBuilder:
@@ -171,6 +174,8 @@ class RoomsSectionBuilder:
                 out.knocked[room_id] = m
             elif m.membership in (LEAVE, BAN) and (show_left or room_id in was_in):
                 out.left[room_id] = m
+                if not initial and room_id in rejoined:
+                    out.left_after_join.add(room_id)
         return out
 
     # -- joined rooms ------------------------------------------------------------------------------
@@ -412,7 +417,9 @@ class RoomsSectionBuilder:
                 if since is None
                 else min(since.events, m.stream_ordering - 1),
                 to_pos=m.stream_ordering,
-                full_state=since is None or req.full_state,
+                full_state=since is None
+                or req.full_state
+                or room_id in rooms.left_after_join,
                 visible_from=None,
                 since_pos=None if since is None else since.events,
             )
