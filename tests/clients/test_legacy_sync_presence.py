@@ -305,6 +305,21 @@ async def test_event_of_unreadable_room_is_404_and_peeking_event_stream(
                 alice_user.user_id
                 in (receipts["chunk"][0]["content"][shout.event_id]["m.read"])
             )
+            typed = await alice.room_typing(room_id, True, timeout=30_000)
+            assert isinstance(typed, nio.RoomTypingResponse), typed
+            typing = await eve_mautrix.api.request(
+                Method.GET,
+                MPath.v3.events,
+                query_params={
+                    "room_id": room_id,
+                    "from": receipts["end"],
+                    "timeout": "20000",
+                },
+            )
+            assert [
+                (e["type"], e["room_id"], e["content"]["user_ids"])
+                for e in typing["chunk"]
+            ] == [("m.typing", room_id, [alice_user.user_id])]
 
 
 async def test_mautrix_post_send_without_txn_id_and_events_limit(
