@@ -55,13 +55,17 @@ pytest:
 ## make sytest: run SyTest (matrix-org/sytest, Perl) against Ranvier; optional, not part of
 ## `make test`. Needs the SyTest checkout in $(SYTEST_HOME)/src and the workspace harness
 ## (run-sytest.sh) in $(SYTEST_HARNESS); see README.md "SyTest". SYTEST_TESTS picks files
-## or directories of the checkout (default: the whole suite).
+## or directories of the checkout (default: the whole suite). HS_PYTHON runs the server
+## (default .venv/bin/python; `make install` first); the adapter puts this checkout's src/
+## first on its path.
 SYTEST_HOME    ?= /var/tmp/sytest
 SYTEST_HARNESS ?= ../shared/sytest
 SYTEST_TESTS   ?=
 HS_PYTHON      ?= $(abspath $(BIN)/python)
 
-sytest: install
+# No `install` prerequisite: it would (re)install into whatever venv HS_PYTHON belongs to.
+sytest:
+	@test -x $(HS_PYTHON) || { echo "no $(HS_PYTHON): run 'make install' first or set HS_PYTHON" >&2; exit 2; }
 	@test -f $(SYTEST_HOME)/src/run-tests.pl || { echo "no SyTest checkout in $(SYTEST_HOME)/src (set SYTEST_HOME)" >&2; exit 2; }
 	@test -x $(SYTEST_HARNESS)/run-sytest.sh || { echo "no run-sytest.sh in $(SYTEST_HARNESS) (set SYTEST_HARNESS)" >&2; exit 2; }
 	SYTEST_HOME=$(SYTEST_HOME) SYTEST_IMPL=Generic \

@@ -289,6 +289,15 @@ async def test_cross_signing_upload_and_replacement_needs_password(
         # First upload: no UIA (MSC3967); the same keys again: still none.
         await alice.ok("POST", "/keys/device_signing/upload", xs.body)
         await alice.ok("POST", "/keys/device_signing/upload", xs.body)
+        # ...also under the pre-v1.1 /unstable prefix.
+        status, _ = await api.call(
+            "POST",
+            "/keys/device_signing/upload",
+            token=alice.token,
+            json=xs.body,
+            prefix="/_matrix/client/unstable",
+        )
+        assert status == 200
 
         own = await alice.ok(
             "POST", "/keys/query", {"device_keys": {alice.user_id: []}}

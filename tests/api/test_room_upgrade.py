@@ -51,7 +51,8 @@ async def test_upgrade_copies_state_and_retires_old_room(
         )
         assert status == 200
         pl["users"][bob.user_id] = 42
-        assert (await alice.put_state(old, "m.room.power_levels", pl))[0] == 200
+        status, sent = await alice.put_state(old, "m.room.power_levels", pl)
+        assert status == 200
 
         # bob (42) may not send the tombstone (100).
         status, body = await _upgrade(bob, old, new_version="11")
@@ -65,7 +66,8 @@ async def test_upgrade_copies_state_and_retires_old_room(
         new_state = await _state(alice, new)
         create = new_state[("m.room.create", "")]
         assert create["room_version"] == "11"
-        assert create["predecessor"] == {"room_id": old}
+        # The old room's last event (SHOULD still be given since v1.16 deprecated it).
+        assert create["predecessor"] == {"room_id": old, "event_id": sent["event_id"]}
         assert create["m.federate"] is False
         assert new_state[("m.room.name", "")]["name"] == "Hall"
         assert new_state[("m.room.topic", "")]["topic"] == "Talk"

@@ -2,9 +2,14 @@
 
 * matrix-nio: `get_presence` of a new user is `offline` (not 404); an incremental sync
   after a join carries the new company's presence, on both sides of the join;
+  `room_get_event` in a room the user may not read is 404 (spec), not 403; an initial
+  sync after someone stopped typing carries an empty `m.typing` (as Synapse);
 * mautrix: a sync filter with `event_format: federation` gives PDUs (with `event_id`);
-  the deprecated r0 API (`/events`, `/events/{eventId}`, `/initialSync`, room
-  `/initialSync` with presence, account data and receipts) through mautrix's HTTP API.
+  a named room's sync summary has no `m.heroes`; a room joined and left within one
+  sync batch comes with its full state; POST /send without a transaction ID;
+  the deprecated r0 API through mautrix's HTTP API: `/events` (long-poll, `room_id`
+  peeking with receipts, `limit` checked), `/events/{eventId}`, `/initialSync`, and the
+  room `/initialSync` with presence, account data and receipts.
 """
 
 from __future__ import annotations
@@ -16,10 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import nio
+import pytest
 from mautrix.api import Method
 from mautrix.api import Path as MPath
 from mautrix.client import Client
-from mautrix.types import EventType, RoomID, UserID
+from mautrix.errors import MatrixRequestError
+from mautrix.types import EventType, FilterID, RoomID, UserID
 
 from ranvier.storage.txn import EngineName
 from tests.clients.test_sync_nio import nio_client
@@ -29,6 +36,7 @@ from tests.helpers.sync import User, new_user
 DEADLINE_SECONDS = 30
 G_DATA: dict[str, Any] = {"g": 1}
 R_DATA: dict[str, Any] = {"r": 1}
+MADE_UP_STATE: dict[str, Any] = {"my_key": 1}
 
 
 @asynccontextmanager
@@ -297,3 +305,107 @@ async def test_event_of_unreadable_room_is_404_and_peeking_event_stream(
                 alice_user.user_id
                 in (receipts["chunk"][0]["content"][shout.event_id]["m.read"])
             )
+            typed = await alice.room_typing(room_id, True, timeout=30_000)
+            assert isinstance(typed, nio.RoomTypingResponse), typed
+            typing = await eve_mautrix.api.request(
+                Method.GET,
+                MPath.v3.events,
+                query_params={
+                    "room_id": room_id,
+                    "from": receipts["end"],
+                    "timeout": "20000",
+                },
+            )
+            assert [
+                (e["type"], e["room_id"], e["content"]["user_ids"])
+                for e in typing["chunk"]
+            ] == [("m.typing", room_id, [alice_user.user_id])]
+
+
+async def test_mautrix_post_send_without_txn_id_and_events_limit(
+    tmp_path: Path, db_engine: EngineName
+) -> None:
+    async with accounts_server(tmp_path, engine=db_engine) as (hs, api):
+        alice_user = await new_user(api, "alice")
+        async with mautrix_client(hs.base_url, alice_user) as alice:
+            room_id = RoomID(await alice.create_room(name="posts"))
+            path = MPath.v3.rooms[room_id].send["m.room.message"]
+            body = {"msgtype": "m.text", "body": "same body"}
+            first = await alice.api.request(Method.POST, path, body)
+            second = await alice.api.request(Method.POST, path, body)
+            # Each POST is a new event (no transaction ID to deduplicate on).
+            assert first["event_id"] != second["event_id"]
+            event = await alice.get_event(room_id, first["event_id"])
+            assert event.content["body"] == "same body"
+
+            for bad in ("hello", "-2"):
+                with pytest.raises(MatrixRequestError) as err:
+                    await alice.api.request(
+                        Method.GET,
+                        MPath.v3.events,
+                        query_params={"limit": bad, "timeout": "0"},
+                    )
+                assert err.value.http_status == 400
+
+
+async def test_nio_initial_sync_shows_stopped_typing(
+    tmp_path: Path, db_engine: EngineName
+) -> None:
+    async with accounts_server(tmp_path, engine=db_engine) as (hs, api):
+        alice_user = await new_user(api, "alice")
+        bob_user = await new_user(api, "bob")
+        async with (
+            nio_client(hs.base_url, alice_user) as alice,
+            nio_client(hs.base_url, bob_user) as bob,
+        ):
+            created = await alice.room_create(
+                name="typing", preset=nio.RoomPreset.public_chat
+            )
+            assert isinstance(created, nio.RoomCreateResponse), created
+            room_id = created.room_id
+            assert isinstance(await bob.join(room_id), nio.JoinResponse)
+            typed = await alice.room_typing(room_id, True, timeout=30_000)
+            assert isinstance(typed, nio.RoomTypingResponse), typed
+            stopped = await alice.room_typing(room_id, False)
+            assert isinstance(stopped, nio.RoomTypingResponse), stopped
+            # A client that starts now (initial sync) learns that nobody types.
+            initial = await bob.sync(timeout=0)
+            assert isinstance(initial, nio.SyncResponse), initial
+            typing = [
+                e
+                for e in initial.rooms.join[room_id].ephemeral
+                if isinstance(e, nio.TypingNoticeEvent)
+            ]
+            assert [e.users for e in typing] == [[]]
+
+
+async def test_mautrix_joined_and_left_in_one_batch_has_full_state(
+    tmp_path: Path, db_engine: EngineName
+) -> None:
+    async with accounts_server(tmp_path, engine=db_engine) as (hs, api):
+        alice_user = await new_user(api, "alice")
+        bob_user = await new_user(api, "bob")
+        async with (
+            mautrix_client(hs.base_url, alice_user) as alice,
+            mautrix_client(hs.base_url, bob_user) as bob,
+        ):
+            room_id = await alice.create_room(name="brief visit")
+            await alice.send_state_event(
+                room_id,
+                EventType.find("org.example.state", EventType.Class.STATE),
+                MADE_UP_STATE,
+            )
+            await alice.invite_user(room_id, bob.mxid)
+            # An inline filter (the spec allows JSON in place of a filter ID).
+            flt = FilterID(
+                '{"room": {"timeline": {"types": []}, "include_leave": true,'
+                ' "state": {"types": ["org.example.state"]}}}'
+            )
+            since = (await bob.sync(filter_id=flt, timeout=0))["next_batch"]
+            await bob.join_room(room_id)
+            await bob.leave_room(room_id)
+            sync = await bob.sync(since=since, filter_id=flt, timeout=0)
+            left = sync["rooms"]["leave"][room_id]
+            assert [(e["type"], e["content"]) for e in left["state"]["events"]] == [
+                ("org.example.state", MADE_UP_STATE)
+            ]

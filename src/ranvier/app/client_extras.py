@@ -99,6 +99,7 @@ def build_client_extras(
         sender=rooms.messages,
         rooms=rooms.rooms,
         now_ms=clock.time_msec,
+        latest=rooms.events,
     )
     summaries = RoomSummaryService(
         directory=rooms.directory, rooms=rooms.rooms, state=rooms.state_reader

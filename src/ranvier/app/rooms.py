@@ -184,7 +184,9 @@ async def build_rooms(
         hooks.profile_change.append(membership)
         hooks.deactivation.append(membership)
     endpoints = [
-        *RoomsResource(creation, messages, third_party).endpoints(),
+        *RoomsResource(
+            creation, messages, third_party, new_txn_id=random_opaque_id
+        ).endpoints(),
         *MembershipResource(membership, third_party).endpoints(),
         *DirectoryResource(server_name, directory, messages, visibility).endpoints(),
         *ReadingResource(reading).endpoints(),

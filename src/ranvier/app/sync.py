@@ -271,5 +271,6 @@ def build_legacy_sync(
         presence=sync.presence,
         account_data=sync.account_data,
         receipts=sync.receipts,
+        typing=sync.typing,
     )
     return OldSyncResource(legacy).endpoints()

@@ -7,6 +7,7 @@
     POST /_matrix/client/v3/keys/device_signing/upload   (UIA m.login.password, except
                                                            the first upload)
     POST /_matrix/client/v3/keys/signatures/upload
+    (the two cross-signing endpoints also under /_matrix/client/unstable, pre-v1.1)
 
 Spec: C-S API > End-to-End Encryption > Key management API; Cross-signing. Guests may
 use the device-key endpoints (as Synapse), so encrypted rooms work for them too.
@@ -156,16 +157,20 @@ class KeysResource:
             ep("POST", "/keys/query", self.query, AuthMode.GUEST_OK),
             ep("POST", "/keys/claim", self.claim, AuthMode.GUEST_OK),
             ep("GET", "/keys/changes", self.changes, AuthMode.GUEST_OK),
-            ep(
+            # Cross-signing also under /unstable, where clients from before v1.1
+            # (and Synapse, and SyTest) have it.
+            Endpoint(
                 "POST",
-                "/keys/device_signing/upload",
+                client_paths("/keys/device_signing/upload")
+                + client_paths("/keys/device_signing/upload", prefix="unstable"),
                 self.upload_signing_keys,
-                AuthMode.USER,
+                auth=AuthMode.USER,
             ),
-            ep(
+            Endpoint(
                 "POST",
-                "/keys/signatures/upload",
+                client_paths("/keys/signatures/upload")
+                + client_paths("/keys/signatures/upload", prefix="unstable"),
                 self.upload_signatures,
-                AuthMode.USER,
+                auth=AuthMode.USER,
             ),
         ]

@@ -37,6 +37,9 @@ class OldSyncResource:
 
     async def get_events(self, req: MatrixRequest) -> dict[str, Any]:
         user = req.user
+        # Synapse's pagination `limit` (not in the spec): checked, 400 when not a
+        # non-negative integer; the stream answers everything new since `from`.
+        req.query_int("limit", minimum=0)
         room_id = req.query.get("room_id") or None
         if user.is_guest and room_id is None:
             # As Synapse: a guest's event stream is one room's (peeking or joined).

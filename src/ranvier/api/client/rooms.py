@@ -2,6 +2,8 @@
 
     POST /_matrix/client/v3/createRoom
     PUT  /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}
+    POST /_matrix/client/v3/rooms/{roomId}/send/{eventType}      (not in the spec: Synapse's
+         legacy form without a transaction ID, which older clients and SyTest use)
     PUT  /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}
     PUT  /_matrix/client/v3/rooms/{roomId}/state/{eventType}      (empty state key)
     PUT  /_matrix/client/v3/rooms/{roomId}/redact/{eventId}/{txnId}
@@ -15,6 +17,7 @@ stays).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ranvier.api.http import AuthMode, Endpoint, JsonBody, MatrixRequest, client_paths
@@ -100,10 +103,12 @@ class RoomsResource:
         creation: RoomCreationService,
         messages: RoomMessageService,
         third_party: ThirdPartyInviteService | None = None,
+        new_txn_id: Callable[[], str] | None = None,
     ) -> None:
         self._creation = creation
         self._messages = messages
         self._third_party = third_party
+        self._new_txn_id = new_txn_id
 
     async def create_room(self, req: MatrixRequest) -> JsonDict:
         body = await req.json()
@@ -122,13 +127,19 @@ class RoomsResource:
 
     async def send_message(self, req: MatrixRequest) -> JsonDict:
         body = await req.json()
+        txn_id = req.raw.match_info.get("txnId")
+        if txn_id is None:
+            # POST without a transaction ID (Synapse's legacy form): a fresh one, so
+            # the request is never deduplicated against another.
+            assert self._new_txn_id is not None
+            txn_id = f"post-{self._new_txn_id()}"
         event_id = await self._messages.send_message(
             user_id=req.user.user_id,
             device_id=req.user.device_id,
             room_id=req.path_param("roomId"),
             event_type=req.path_param("eventType"),
             content=body.raw,
-            txn_id=req.path_param("txnId"),
+            txn_id=txn_id,
         )
         return {"event_id": event_id}
 
@@ -165,6 +176,19 @@ class RoomsResource:
                 self.send_message,
                 auth=AuthMode.GUEST_OK,
                 ratelimit="message",
+            ),
+            *(
+                [
+                    Endpoint(
+                        "POST",
+                        client_paths("/rooms/{roomId}/send/{eventType}"),
+                        self.send_message,
+                        auth=AuthMode.GUEST_OK,
+                        ratelimit="message",
+                    )
+                ]
+                if self._new_txn_id is not None
+                else []
             ),
             Endpoint(
                 "PUT",

@@ -78,6 +78,10 @@ class CurrentState(Protocol):
     ) -> dict[StateKey, Event]: ...
 
 
+class LatestEvents(Protocol):
+    async def get_forward_extremities(self, room_id: str) -> list[tuple[str, int]]: ...
+
+
 class StateSender(Protocol):
     async def send_state(
         self,
@@ -170,7 +174,9 @@ class RoomUpgradeService:
         sender: StateSender,
         rooms: RoomRecords,
         now_ms: Callable[[], int],
+        latest: LatestEvents | None = None,
     ) -> None:
+        self._latest = latest
         self._creation = creation
         self._state = state
         self._sender = sender
@@ -220,6 +226,17 @@ class RoomUpgradeService:
             raise forbidden("You are not allowed to upgrade this room.")
         return state
 
+    async def _predecessor(self, room_id: str) -> JsonDict:
+        """`predecessor`: the old room and, since v1.16 optional but still "SHOULD be
+        populated where possible", the last known event in it (its deepest forward
+        extremity, before the tombstone)."""
+        out: JsonDict = {"room_id": room_id}
+        if self._latest is not None:
+            extremities = await self._latest.get_forward_extremities(room_id)
+            if extremities:
+                out["event_id"] = extremities[0][0]
+        return out
+
     async def _upgrade(
         self,
         user_id: str,
@@ -232,7 +249,7 @@ class RoomUpgradeService:
         creation_content: JsonDict = {
             k: create.content[k] for k in COPIED_CREATE_KEYS if k in create.content
         }
-        creation_content["predecessor"] = {"room_id": room_id}
+        creation_content["predecessor"] = await self._predecessor(room_id)
         creators = {user_id}
         if rv.privileged_creators and additional_creators:
             creation_content["additional_creators"] = additional_creators

@@ -5,7 +5,8 @@
   legacy `content.user_id`), long-polling up to `timeout`. It is computed by /sync from
   the same token (a sync token, so `end` works for /sync and /messages too). With
   `room_id` of a room the user is not joined to, it peeks: the room's new events,
-  receipts and members' presence if the room is world-readable (403 otherwise).
+  receipts, typing and members' presence if the room is world-readable (403
+  otherwise).
 * Room events everywhere here are in the r0 form: `user_id`, and `age`/`prev_content`
   repeated at the top level.
 * `get_event` — `GET /events/{eventId}`: one event the user may see.
@@ -82,6 +83,12 @@ class RoomReading(Protocol):
         limit: int,
         flt: RoomEventFilter | None,
     ) -> JsonDict: ...
+
+
+class TypingLookup(Protocol):
+    def get_changed_rooms(
+        self, room_ids: Collection[str], from_pos: int, to_pos: int
+    ) -> dict[str, list[str]]: ...
 
 
 class EventLookup(Protocol):
@@ -161,6 +168,7 @@ class LegacySyncService:
         presence: PresenceService,
         account_data: AccountDataService,
         receipts: ReceiptService,
+        typing: TypingLookup,
     ) -> None:
         self._sync = sync
         self._notifier = notifier
@@ -172,6 +180,7 @@ class LegacySyncService:
         self._presence = presence
         self._account_data = account_data
         self._receipts = receipts
+        self._typing = typing
 
     # -- GET /events -----------------------------------------------------------------------
     async def get_events(
@@ -277,12 +286,17 @@ class LegacySyncService:
     async def _peeked_ephemeral(
         self, user_id: str, room_id: str, since: SyncToken, now: SyncToken
     ) -> list[JsonDict]:
-        """What a peeker sees besides events, as Synapse shows it: the receipts in the
-        room and the presence of its members (in the r0 form)."""
+        """What a peeker sees besides events, as Synapse shows it: the receipts and
+        typing in the room and the presence of its members (in the r0 form)."""
         receipts = await self._receipts.get_receipt_events(
             user_id, [room_id], since.receipts, now.receipts
         )
         out = [{**e, "room_id": rid} for rid, e in receipts.items()]
+        typing = self._typing.get_changed_rooms([room_id], since.typing, now.typing)
+        out += [
+            {"type": "m.typing", "room_id": rid, "content": {"user_ids": users}}
+            for rid, users in typing.items()
+        ]
         members = await self._memberships.get_joined_members([room_id])
         changed = await self._presence.get_changed_presence_events(
             members, since.presence, now.presence
@@ -323,8 +337,10 @@ class LegacySyncService:
             for m in await self._memberships.get_rooms_for_user(user_id)
             if m.membership in wanted
         ]
+        # What the user stored (Synapse's answer too): not the server-provided entries
+        # such as `m.push_rules`, which /sync adds.
         snapshot = await self._account_data.get_account_data_since(
-            user_id, 0, now.account_data, initial=True
+            user_id, 0, now.account_data
         )
         rooms: list[JsonDict] = []
         for m in memberships:

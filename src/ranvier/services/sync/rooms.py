@@ -14,7 +14,7 @@ while the sync runs is never half-included: it lands in the next sync.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ranvier.core.room_tokens import RoomToken
@@ -85,6 +85,9 @@ class _Classified:
     invited: dict[str, MembershipRow]
     knocked: dict[str, MembershipRow]
     left: dict[str, MembershipRow]
+    # Left rooms the user joined within the range: sent with their full state (the
+    # client never saw it), like a newly joined room.
+    left_after_join: set[str] = field(default_factory=set)
 
 
 class IgnoredUsers(Protocol):
@@ -185,6 +188,8 @@ class RoomsSectionBuilder:
                 out.knocked[room_id] = m
             elif m.membership in (LEAVE, BAN) and (show_left or room_id in was_in):
                 out.left[room_id] = m
+                if not initial and room_id in rejoined:
+                    out.left_after_join.add(room_id)
         return out
 
     # -- joined rooms ------------------------------------------------------------------------------
@@ -325,8 +330,9 @@ class RoomsSectionBuilder:
         since = req.since
         if flt.matches_fields("m.typing", None):
             if since is None:
-                typing = {r: self._typing.get_typing_users(r) for r in rooms}
-                typing = {r: users for r, users in typing.items() if users}
+                # Every room with typing activity since the server started, even if
+                # nobody types now (as Synapse): a client that missed the stop sees it.
+                typing = self._typing.get_changed_rooms(rooms, 0, now.typing)
             else:
                 typing = self._typing.get_changed_rooms(rooms, since.typing, now.typing)
                 for r in full_rooms & set(rooms):
@@ -426,7 +432,9 @@ class RoomsSectionBuilder:
                 if since is None
                 else min(since.events, m.stream_ordering - 1),
                 to_pos=m.stream_ordering,
-                full_state=since is None or req.full_state,
+                full_state=since is None
+                or req.full_state
+                or room_id in rooms.left_after_join,
                 visible_from=None,
                 since_pos=None if since is None else since.events,
             )
