@@ -131,6 +131,7 @@ async def build_rooms(
         known_rooms=rooms,
         profiles=profiles,
         clock=clock,
+        remote=remote,
     )
     messages = RoomMessageService(sender=sender, directory=directory, events=events)
     membership = MembershipService(

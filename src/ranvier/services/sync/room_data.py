@@ -197,6 +197,19 @@ class RoomDataLoader:
             )
         return out
 
+    async def serialize(
+        self,
+        events: Sequence[StoredEvent],
+        *,
+        user_id: str,
+        device_id: str | None,
+        event_filter: Filter,
+    ) -> list[JsonDict]:
+        """Client events, as timelines are served (for events outside any timeline)."""
+        return await self._serializer.serialize(
+            events, user_id=user_id, device_id=device_id, event_filter=event_filter
+        )
+
     async def _serialize_per_room(
         self,
         room_ids: list[str],

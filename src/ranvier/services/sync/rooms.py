@@ -17,6 +17,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ranvier.core.room_tokens import RoomToken
 from ranvier.core.streams import SyncToken
 from ranvier.services.account_data import AccountDataService
 from ranvier.services.receipts import ReceiptService
@@ -380,6 +381,7 @@ class RoomsSectionBuilder:
         if not rooms.left:
             return
         since = req.since
+        out_of_band = await self._out_of_band_leaves(req, rooms.left)
         plans = [
             RoomPlan(
                 room_id=room_id,
@@ -392,6 +394,7 @@ class RoomsSectionBuilder:
                 since_pos=None if since is None else since.events,
             )
             for room_id, m in rooms.left.items()
+            if room_id not in out_of_band
         ]
         data = await self._loader.load(
             plans,
@@ -403,6 +406,7 @@ class RoomsSectionBuilder:
         account_data = await self._room_account_data(
             req, now, since_ad, rooms.left, set()
         )
+        data.update(out_of_band)
         for room_id in rooms.left:
             room = data.get(room_id) or _empty_room(now)
             section.leave[room_id] = {
@@ -416,6 +420,31 @@ class RoomsSectionBuilder:
                 },
                 "account_data": {"events": account_data.get(room_id, [])},
             }
+
+    async def _out_of_band_leaves(
+        self, req: SyncRequest, left: Mapping[str, MembershipRow]
+    ) -> dict[str, RoomData]:
+        """Rooms left without this server being in them (a rejected remote invite, a
+        withdrawn knock): the leave is an outlier, outside any timeline, so the room's
+        timeline is that one event and there is no state to send (as Synapse does)."""
+        loaded = await self._events.get_events([m.event_id for m in left.values()])
+        out: dict[str, RoomData] = {}
+        for room_id, m in left.items():
+            stored = loaded.get(m.event_id)
+            if stored is None or not stored.outlier:
+                continue
+            timeline = await self._loader.serialize(
+                [stored],
+                user_id=req.user_id,
+                device_id=req.device_id,
+                event_filter=req.filter,
+            )
+            out[room_id] = RoomData(
+                timeline=timeline,
+                prev_batch=RoomToken(stream=max(m.stream_ordering - 1, 0)).encode(),
+                members_changed=True,
+            )
+        return out
 
     # -- invites and knocks ------------------------------------------------------------------------
     async def _stripped(

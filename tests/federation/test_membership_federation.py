@@ -1,0 +1,129 @@
+"""Membership across two Ranvier servers in one process, driven through matrix-nio:
+direct chats started with `createRoom` inviting another server's user, and invites from
+another server rejected (the room then shows under `rooms.leave`)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import nio
+
+from tests.helpers.federation import FedServer, running_federation
+
+DEADLINE_SECONDS = 30
+
+
+@asynccontextmanager
+async def nio_user(server: FedServer, localpart: str) -> AsyncIterator[nio.AsyncClient]:
+    user = await server.user(localpart)
+    client = nio.AsyncClient(server.base_url, user.user_id, user.device_id)
+    client.restore_login(user.user_id, user.device_id, user.token)
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+async def sync_until(
+    client: nio.AsyncClient, found: Callable[[nio.SyncResponse], Any]
+) -> Any:
+    async def loop() -> Any:
+        while True:
+            response = await client.sync(timeout=500)
+            assert isinstance(response, nio.SyncResponse), response
+            value = found(response)
+            if value:
+                return value
+
+    return await asyncio.wait_for(loop(), DEADLINE_SECONDS)
+
+
+def invite_member_event(
+    response: nio.SyncResponse, room_id: str, user_id: str
+) -> nio.InviteMemberEvent | None:
+    room = response.rooms.invite.get(room_id)
+    if room is None:
+        return None
+    for event in room.invite_state:
+        if isinstance(event, nio.InviteMemberEvent) and event.state_key == user_id:
+            return event
+    return None
+
+
+async def test_create_room_inviting_a_remote_user_starts_a_direct_chat(
+    tmp_path: Path,
+) -> None:
+    async with (
+        running_federation(tmp_path, ["hs1.test", "hs2.test"]) as fed,
+        nio_user(fed["hs1.test"], "alice") as alice,
+        nio_user(fed["hs2.test"], "bob") as bob,
+    ):
+        created = await alice.room_create(
+            invite=[bob.user_id],
+            is_direct=True,
+            preset=nio.RoomPreset.trusted_private_chat,
+        )
+        assert isinstance(created, nio.RoomCreateResponse), created
+        room_id = created.room_id
+        invite = await sync_until(
+            bob, lambda r: invite_member_event(r, room_id, bob.user_id)
+        )
+        assert invite.content.get("is_direct") is True
+        assert invite.sender == alice.user_id
+        joined = await bob.join(room_id)
+        assert isinstance(joined, nio.JoinResponse), joined
+
+        def bob_joined(r: nio.SyncResponse) -> bool:
+            room = alice.rooms.get(room_id)
+            return room is not None and bob.user_id in room.users
+
+        await sync_until(alice, bob_joined)
+        # trusted_private_chat: the remote invitee is a creator too (room v12+).
+        create = await alice.room_get_state_event(room_id, "m.room.create")
+        assert isinstance(create, nio.RoomGetStateEventResponse), create
+        assert create.content.get("additional_creators") == [bob.user_id]
+
+
+async def test_rejected_remote_invite_moves_to_rooms_leave(tmp_path: Path) -> None:
+    async with (
+        running_federation(tmp_path, ["hs1.test", "hs2.test"]) as fed,
+        nio_user(fed["hs1.test"], "alice") as alice,
+        nio_user(fed["hs2.test"], "bob") as bob,
+    ):
+        created = await alice.room_create(invite=[bob.user_id])
+        assert isinstance(created, nio.RoomCreateResponse), created
+        room_id = created.room_id
+        await sync_until(bob, lambda r: room_id in r.rooms.invite)
+        left = await bob.room_leave(room_id)
+        assert isinstance(left, nio.RoomLeaveResponse), left
+
+        def leave_event(r: nio.SyncResponse) -> Any:
+            room = r.rooms.leave.get(room_id)
+            if room is None:
+                return None
+            assert room_id not in r.rooms.invite
+            return [
+                e
+                for e in room.timeline.events
+                if isinstance(e, nio.RoomMemberEvent) and e.state_key == bob.user_id
+            ]
+
+        # The incremental sync after the rejection has the room under `leave`, with
+        # the leave event itself.
+        [event] = await sync_until(bob, leave_event)
+        assert event.membership == "leave"
+        assert event.sender == bob.user_id
+        # A later sync does not bring the invite back.
+        again = await bob.sync(timeout=0)
+        assert isinstance(again, nio.SyncResponse), again
+        assert room_id not in again.rooms.invite
+
+        def bob_left(r: nio.SyncResponse) -> bool:
+            room = alice.rooms.get(room_id)
+            return room is not None and bob.user_id not in room.invited_users
+
+        await sync_until(alice, bob_left)
