@@ -12,6 +12,7 @@ from typing import Any
 
 import nio
 
+from tests.federation.fakes import transport_of
 from tests.helpers.federation import FedServer, running_federation
 
 DEADLINE_SECONDS = 30
@@ -127,3 +128,35 @@ async def test_rejected_remote_invite_moves_to_rooms_leave(tmp_path: Path) -> No
             return room is not None and bob.user_id not in room.invited_users
 
         await sync_until(alice, bob_left)
+
+
+async def test_rejecting_an_invite_when_the_inviters_server_is_down(
+    tmp_path: Path,
+) -> None:
+    async with (
+        running_federation(tmp_path, ["hs1.test", "hs2.test"]) as fed,
+        nio_user(fed["hs1.test"], "alice") as alice,
+        nio_user(fed["hs2.test"], "bob") as bob,
+    ):
+        created = await alice.room_create(invite=[bob.user_id])
+        assert isinstance(created, nio.RoomCreateResponse), created
+        room_id = created.room_id
+        await sync_until(bob, lambda r: room_id in r.rooms.invite)
+        # hs1 goes away: make_leave cannot reach it.
+        transport_of(fed["hs2.test"].peer).unregister("hs1.test")
+        left = await bob.room_leave(room_id)
+        assert isinstance(left, nio.RoomLeaveResponse), left
+
+        def left_room(r: nio.SyncResponse) -> Any:
+            room = r.rooms.leave.get(room_id)
+            return room is not None and any(
+                isinstance(e, nio.RoomMemberEvent)
+                and e.state_key == bob.user_id
+                and e.membership == "leave"
+                for e in room.timeline.events
+            )
+
+        await sync_until(bob, left_room)
+        again = await bob.sync(timeout=0, full_state=True)
+        assert isinstance(again, nio.SyncResponse), again
+        assert room_id not in again.rooms.invite

@@ -94,8 +94,20 @@ class EventSigner(Protocol):
     ) -> Event: ...
 
 
+class CurrentMembership(Protocol):
+    @property
+    def membership(self) -> str: ...
+
+    @property
+    def event_id(self) -> str: ...
+
+
 class KnownRooms(Protocol):
     async def get_room_version(self, room_id: str) -> RoomVersion | None: ...
+
+    async def get_membership(
+        self, room_id: str, user_id: str
+    ) -> CurrentMembership | None: ...
 
 
 class StoredEvents(Protocol):
@@ -342,7 +354,47 @@ class RemoteMembershipService:
                 continue
             await self._persist_out_of_band(event)
             return event.event_id
+        local = await self._local_out_of_band_leave(user_id, room_id, content)
+        if local is not None:
+            return local
         raise _remote_error(errors, "leave the room")
+
+    async def _local_out_of_band_leave(
+        self, user_id: str, room_id: str, content: JsonDict
+    ) -> str | None:
+        """No resident server took the rejection (down, gone, refusing): like Synapse,
+        store a leave of our own on top of the invite (or knock), so it disappears
+        for the user. Nobody else learns of it; None without such a membership."""
+        membership = await self._rooms.get_membership(room_id, user_id)
+        if membership is None or membership.membership not in ("invite", "knock"):
+            return None
+        stored = (await self._events.get_events([membership.event_id])).get(
+            membership.event_id
+        )
+        if stored is None:
+            return None
+        invite: Event = stored.event
+        rv = invite.room_version
+        pdu: JsonDict = {
+            "type": MEMBER,
+            "room_id": room_id,
+            "sender": user_id,
+            "state_key": user_id,
+            "content": {**content, "membership": "leave"},
+            "depth": invite.depth + 1,
+            "prev_events": [invite.event_id],
+            "auth_events": [invite.event_id],
+            "origin_server_ts": self._clock.time_msec(),
+        }
+        if rv.event_format is EventFormat.V1:
+            pdu["event_id"] = f"${self._random_id()}:{self._server_name}"
+            pdu["origin"] = self._server_name
+            pdu["prev_events"] = [[invite.event_id, {}]]
+            pdu["auth_events"] = [[invite.event_id, {}]]
+        event = self._signer.finalize(pdu, rv)
+        await self._persist_out_of_band(event)
+        logger.info("%s left %s out of band (no server reachable)", user_id, room_id)
+        return event.event_id
 
     async def knock(
         self, user_id: str, room_id: str, servers: Sequence[str], content: JsonDict

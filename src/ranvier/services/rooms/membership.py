@@ -273,12 +273,10 @@ class MembershipService:
         self, user_id: str, room_id: str, reason: str | None = None
     ) -> None:
         content = member_content("leave", None, reason=reason)
-        if not await self._is_host_in_room(room_id):
-            membership = await self._rooms.get_membership(room_id, user_id)
-            if membership is not None and membership.membership in ("invite", "knock"):
-                servers = await self._remote_servers(room_id, user_id)
-                await self._need_remote().leave(user_id, room_id, servers, content)
-                return
+        if not await self._is_host_in_room(room_id) and await self._leave_remotely(
+            user_id, room_id, content
+        ):
+            return
         if await self._rooms.get_room_version(room_id) is None:
             raise not_found("Unknown room.")
 
@@ -287,6 +285,32 @@ class MembershipService:
             return current is not None and current.get("membership") != "leave"
 
         await self._send_member(room_id, user_id, user_id, content, needed)
+
+    async def _leave_remotely(
+        self, user_id: str, room_id: str, content: JsonDict
+    ) -> bool:
+        """Reject an invite / rescind a knock in a room no local user is joined to.
+
+        A local inviter means the room's state is ours (everyone here left since): the
+        rejection is an ordinary event on our DAG, sent to whoever is still in the room
+        (False: the caller does that). Otherwise it goes through a resident server
+        (`make_leave`/`send_leave`); when none answers, `RemoteRoomOps.leave` stores a
+        local out-of-band leave so the invite disappears anyway (as Synapse does)."""
+        membership = await self._rooms.get_membership(room_id, user_id)
+        if membership is None or membership.membership not in ("invite", "knock"):
+            return False
+        change = await self._rooms.get_membership_at(
+            room_id, user_id, membership.stream_ordering
+        )
+        if (
+            membership.membership == "invite"
+            and change is not None
+            and domain_of(change.sender) == self._server_name
+        ):
+            return False
+        servers = await self._remote_servers(room_id, user_id)
+        await self._need_remote().leave(user_id, room_id, servers, content)
+        return True
 
     async def forget(self, user_id: str, room_id: str) -> None:
         membership = await self._rooms.get_membership(room_id, user_id)

@@ -1,0 +1,99 @@
+"""Membership and account gaps found by SyTest and real clients, through matrix-nio
+against one Ranvier (on SQLite and on PostgreSQL): rejecting an invite to a room
+nobody is left in, guests removed when guest access ends, erased users' messages,
+ignored users, device-list changes and the user directory."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import nio
+import pytest
+
+from tests.helpers.accounts import PASSWORD, Api, accounts_server
+from tests.helpers.homeserver import TestHomeserver as Homeserver
+
+DEADLINE_SECONDS = 20
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def server(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[tuple[Homeserver, Api]]:
+    overrides = {"registration": {"allow_guests": True}}
+    async with accounts_server(tmp_path, engine=request.param, overrides=overrides) as (
+        hs,
+        api,
+    ):
+        yield hs, api
+
+
+@asynccontextmanager
+async def nio_user(
+    hs: Homeserver, api: Api, localpart: str
+) -> AsyncIterator[nio.AsyncClient]:
+    await api.register(localpart)
+    client = nio.AsyncClient(hs.base_url, f"@{localpart}:{hs.server_name}")
+    try:
+        login = await client.login(PASSWORD)
+        assert isinstance(login, nio.LoginResponse), login
+        yield client
+    finally:
+        await client.close()
+
+
+async def sync_until(
+    client: nio.AsyncClient, found: Callable[[nio.SyncResponse], Any]
+) -> Any:
+    async def loop() -> Any:
+        while True:
+            response = await client.sync(timeout=300)
+            assert isinstance(response, nio.SyncResponse), response
+            value = found(response)
+            if value:
+                return value
+
+    return await asyncio.wait_for(loop(), DEADLINE_SECONDS)
+
+
+def member_events(
+    response: nio.SyncResponse, section: str, room_id: str, user_id: str
+) -> list[nio.RoomMemberEvent]:
+    room = getattr(response.rooms, section).get(room_id)
+    if room is None:
+        return []
+    return [
+        e
+        for e in room.timeline.events
+        if isinstance(e, nio.RoomMemberEvent) and e.state_key == user_id
+    ]
+
+
+async def test_rejecting_an_invite_to_a_room_nobody_is_left_in(
+    server: tuple[Homeserver, Api],
+) -> None:
+    hs, api = server
+    async with nio_user(hs, api, "alice") as alice, nio_user(hs, api, "bob") as bob:
+        created = await alice.room_create(
+            preset=nio.RoomPreset.private_chat, invite=[bob.user_id]
+        )
+        assert isinstance(created, nio.RoomCreateResponse), created
+        room_id = created.room_id
+        await sync_until(bob, lambda r: room_id in r.rooms.invite)
+        assert isinstance(await alice.room_leave(room_id), nio.RoomLeaveResponse)
+        # Nobody on this server is joined any more, yet the room is ours: the
+        # rejection is a local event, not a federation round trip ("no known servers").
+        left = await bob.room_leave(room_id)
+        assert isinstance(left, nio.RoomLeaveResponse), left
+        [event] = await sync_until(
+            bob, lambda r: member_events(r, "leave", room_id, bob.user_id)
+        )
+        assert event.membership == "leave"
+        assert event.prev_membership == "invite"
+        # Leaving again is a no-op, forgetting works.
+        assert isinstance(await bob.room_leave(room_id), nio.RoomLeaveResponse)
+        assert isinstance(await bob.room_forget(room_id), nio.RoomForgetResponse)
