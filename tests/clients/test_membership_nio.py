@@ -97,3 +97,51 @@ async def test_rejecting_an_invite_to_a_room_nobody_is_left_in(
         # Leaving again is a no-op, forgetting works.
         assert isinstance(await bob.room_leave(room_id), nio.RoomLeaveResponse)
         assert isinstance(await bob.room_forget(room_id), nio.RoomForgetResponse)
+
+
+@asynccontextmanager
+async def nio_guest(hs: Homeserver, api: Api) -> AsyncIterator[nio.AsyncClient]:
+    status, body = await api.call("POST", "/register?kind=guest", json={})
+    assert status == 200, body
+    client = nio.AsyncClient(hs.base_url, body["user_id"], body["device_id"])
+    client.restore_login(body["user_id"], body["device_id"], body["access_token"])
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+async def test_guests_leave_when_guest_access_ends(
+    server: tuple[Homeserver, Api],
+) -> None:
+    hs, api = server
+    async with nio_user(hs, api, "alice") as alice, nio_guest(hs, api) as guest:
+        created = await alice.room_create(
+            visibility=nio.RoomVisibility.public,
+            initial_state=[
+                {
+                    "type": "m.room.guest_access",
+                    "state_key": "",
+                    "content": {"guest_access": "can_join"},
+                }
+            ],
+        )
+        assert isinstance(created, nio.RoomCreateResponse), created
+        room_id = created.room_id
+        assert isinstance(await guest.join(room_id), nio.JoinResponse)
+        await sync_until(guest, lambda r: room_id in r.rooms.join)
+        changed = await alice.room_put_state(
+            room_id, "m.room.guest_access", {"guest_access": "forbidden"}
+        )
+        assert isinstance(changed, nio.RoomPutStateResponse), changed
+        [event] = await sync_until(
+            guest, lambda r: member_events(r, "leave", room_id, guest.user_id)
+        )
+        assert event.membership == "leave"
+        assert event.sender == guest.user_id
+        members = await alice.joined_members(room_id)
+        assert isinstance(members, nio.JoinedMembersResponse), members
+        assert {m.user_id for m in members.members} == {alice.user_id}
+        refused = await guest.join(room_id)
+        assert isinstance(refused, nio.JoinError)
+        assert refused.status_code == "M_FORBIDDEN"

@@ -13,6 +13,7 @@ from typing import Any
 import nio
 
 from tests.federation.fakes import transport_of
+from tests.federation.matrix_client import eventually
 from tests.helpers.federation import FedServer, running_federation
 
 DEADLINE_SECONDS = 30
@@ -160,3 +161,54 @@ async def test_rejecting_an_invite_when_the_inviters_server_is_down(
         again = await bob.sync(timeout=0, full_state=True)
         assert isinstance(again, nio.SyncResponse), again
         assert room_id not in again.rooms.invite
+
+
+async def test_guest_joins_remote_room_only_with_guest_access(tmp_path: Path) -> None:
+    async with running_federation(
+        tmp_path, ["hs1.test", "hs2.test"], allow_guests=True
+    ) as fed:
+        hs2 = fed["hs2.test"]
+        status, body = await hs2.api.call("POST", "/register?kind=guest", json={})
+        assert status == 200, body
+        guest = nio.AsyncClient(hs2.base_url, body["user_id"], body["device_id"])
+        guest.restore_login(body["user_id"], body["device_id"], body["access_token"])
+        async with nio_user(fed["hs1.test"], "alice") as alice:
+            try:
+                closed = await alice.room_create(
+                    visibility=nio.RoomVisibility.public, alias="closed"
+                )
+                assert isinstance(closed, nio.RoomCreateResponse), closed
+                refused = await guest.join("#closed:hs1.test")
+                assert isinstance(refused, nio.JoinError), refused
+                assert refused.status_code == "M_FORBIDDEN"
+
+                # The resident had accepted the join before the state told us:
+                # it is withdrawn with a leave.
+                async def withdrawn() -> bool:
+                    member = await alice.room_get_state_event(
+                        closed.room_id, "m.room.member", guest.user_id
+                    )
+                    return (
+                        isinstance(member, nio.RoomGetStateEventResponse)
+                        and member.content.get("membership") == "leave"
+                    )
+
+                await eventually(withdrawn, what="the guest's join withdrawn")
+
+                open_room = await alice.room_create(
+                    visibility=nio.RoomVisibility.public,
+                    alias="open",
+                    initial_state=[
+                        {
+                            "type": "m.room.guest_access",
+                            "state_key": "",
+                            "content": {"guest_access": "can_join"},
+                        }
+                    ],
+                )
+                assert isinstance(open_room, nio.RoomCreateResponse), open_room
+                joined = await guest.join("#open:hs1.test")
+                assert isinstance(joined, nio.JoinResponse), joined
+                assert joined.room_id == open_room.room_id
+            finally:
+                await guest.close()

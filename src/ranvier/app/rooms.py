@@ -133,7 +133,6 @@ async def build_rooms(
         clock=clock,
         remote=remote,
     )
-    messages = RoomMessageService(sender=sender, directory=directory, events=events)
     membership = MembershipService(
         server_name=server_name,
         sender=sender,
@@ -142,6 +141,9 @@ async def build_rooms(
         directory=directory,
         profiles=profiles,
         remote=remote,
+    )
+    messages = RoomMessageService(
+        sender=sender, directory=directory, events=events, guests=membership
     )
     reading = RoomReadService(
         events=events,

@@ -266,9 +266,39 @@ class RemoteMembershipService:
         }
         if ("m.room.create", "") not in state_ids:
             raise RemoteProtocolError(f"{server}: send_join state has no create event")
+        if content.get("kind") == "guest":
+            await self._check_guest_access(server, room_id, user_id, checked, state_ids)
         await self._persist_join(room_id, rv, event, checked, state_ids)
         logger.info("%s joined %s via %s", user_id, room_id, server)
         return event.event_id
+
+    async def _check_guest_access(
+        self,
+        server: str,
+        room_id: str,
+        user_id: str,
+        checked: Mapping[str, Event],
+        state_ids: Mapping[StateKey, str],
+    ) -> None:
+        """Guests are a local notion the resident does not check: the room's
+        `m.room.guest_access` is only known from the `send_join` state. If it is not
+        `can_join`, our join is withdrawn again (best effort) and refused."""
+        access_id = state_ids.get(("m.room.guest_access", ""))
+        access = checked.get(access_id) if access_id is not None else None
+        if access is not None and access.content.get("guest_access") == "can_join":
+            return
+        try:
+            template = await self._make("leave", server, room_id, user_id)
+            leave = self._complete(template, room_id, user_id, "leave", {})
+            path = federation_path(
+                "/_matrix/federation/v2/send_leave/{}/{}", room_id, leave.event_id
+            )
+            await self._client.put_json(server, path, leave.data)
+        except (FederationError, RemoteProtocolError) as e:
+            logger.info("withdrawing guest join to %s failed: %s", room_id, e)
+        raise MatrixError(
+            403, "M_FORBIDDEN", "Guest access is not allowed in this room."
+        )
 
     async def _countersigned(self, server: str, ours: Event, returned: Any) -> Event:
         """The resident's copy of our join (restricted rooms: it adds the authorising
