@@ -145,3 +145,89 @@ async def test_guests_leave_when_guest_access_ends(
         refused = await guest.join(room_id)
         assert isinstance(refused, nio.JoinError)
         assert refused.status_code == "M_FORBIDDEN"
+
+
+async def deactivate(api: Api, client: nio.AsyncClient, *, erase: bool) -> None:
+    localpart = client.user_id.split(":")[0][1:]
+    status, body = await api.with_password_uia(
+        "POST",
+        "/account/deactivate",
+        client.access_token,
+        {"erase": erase},
+        localpart,
+        PASSWORD,
+    )
+    assert status == 200, body
+
+
+def bodies(events: list[Any], sender: str) -> list[Any]:
+    return [
+        e.source["content"].get("body")
+        for e in events
+        if e.source.get("sender") == sender and e.source.get("type") == "m.room.message"
+    ]
+
+
+async def test_erased_users_messages_are_redacted_for_later_joiners(
+    server: tuple[Homeserver, Api],
+) -> None:
+    hs, api = server
+    async with (
+        nio_user(hs, api, "alice") as alice,
+        nio_user(hs, api, "bob") as bob,
+        nio_user(hs, api, "carol") as carol,
+    ):
+        created = await bob.room_create(visibility=nio.RoomVisibility.public)
+        assert isinstance(created, nio.RoomCreateResponse), created
+        room_id = created.room_id
+        assert isinstance(await alice.join(room_id), nio.JoinResponse)
+        sent = await alice.room_send(
+            room_id, "m.room.message", {"msgtype": "m.text", "body": "my secret"}
+        )
+        assert isinstance(sent, nio.RoomSendResponse), sent
+        await deactivate(api, alice, erase=True)
+
+        # Bob was there when it was sent: he still reads it.
+        page = await bob.room_messages(room_id, limit=20)
+        assert isinstance(page, nio.RoomMessagesResponse), page
+        assert bodies(page.chunk, alice.user_id) == ["my secret"]
+
+        # Carol joins after the erasure (history is shared): redacted everywhere.
+        assert isinstance(await carol.join(room_id), nio.JoinResponse)
+        page = await carol.room_messages(room_id, limit=20)
+        assert isinstance(page, nio.RoomMessagesResponse), page
+        assert bodies(page.chunk, alice.user_id) == [None]
+        event = await carol.room_get_event(room_id, sent.event_id)
+        assert isinstance(event, nio.RoomGetEventResponse), event
+        assert event.event.source["content"] == {}
+        context = await carol.room_context(room_id, sent.event_id)
+        assert isinstance(context, nio.RoomContextResponse), context
+        assert context.event.source["content"] == {}
+        synced = await carol.sync(full_state=True)
+        assert isinstance(synced, nio.SyncResponse), synced
+        timeline = synced.rooms.join[room_id].timeline.events
+        assert bodies(timeline, alice.user_id) == [None]
+        assert "my secret" not in str([e.source for e in timeline])
+
+
+async def test_deactivation_without_erase_keeps_messages(
+    server: tuple[Homeserver, Api],
+) -> None:
+    hs, api = server
+    async with (
+        nio_user(hs, api, "alice") as alice,
+        nio_user(hs, api, "bob") as bob,
+        nio_user(hs, api, "carol") as carol,
+    ):
+        created = await bob.room_create(visibility=nio.RoomVisibility.public)
+        assert isinstance(created, nio.RoomCreateResponse), created
+        room_id = created.room_id
+        assert isinstance(await alice.join(room_id), nio.JoinResponse)
+        await alice.room_send(
+            room_id, "m.room.message", {"msgtype": "m.text", "body": "kept"}
+        )
+        await deactivate(api, alice, erase=False)
+        assert isinstance(await carol.join(room_id), nio.JoinResponse)
+        page = await carol.room_messages(room_id, limit=20)
+        assert isinstance(page, nio.RoomMessagesResponse), page
+        assert bodies(page.chunk, alice.user_id) == ["kept"]

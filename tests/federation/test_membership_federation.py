@@ -12,9 +12,11 @@ from typing import Any
 
 import nio
 
+from ranvier.federation.client import federation_path
 from tests.federation.fakes import transport_of
 from tests.federation.matrix_client import eventually
-from tests.helpers.federation import FedServer, running_federation
+from tests.helpers.accounts import PASSWORD
+from tests.helpers.federation import FedServer, acting_as, running_federation
 
 DEADLINE_SECONDS = 30
 
@@ -212,3 +214,56 @@ async def test_guest_joins_remote_room_only_with_guest_access(tmp_path: Path) ->
                 assert joined.room_id == open_room.room_id
             finally:
                 await guest.close()
+
+
+async def test_erased_users_events_are_served_redacted_to_other_servers(
+    tmp_path: Path,
+) -> None:
+    async with (
+        running_federation(tmp_path, ["hs1.test", "hs2.test"]) as fed,
+        nio_user(fed["hs1.test"], "alice") as alice,
+        nio_user(fed["hs1.test"], "bob") as bob,
+        nio_user(fed["hs2.test"], "dave") as dave,
+    ):
+        hs1 = fed["hs1.test"]
+        created = await bob.room_create(
+            visibility=nio.RoomVisibility.public, alias="erased"
+        )
+        assert isinstance(created, nio.RoomCreateResponse), created
+        room_id = created.room_id
+        assert isinstance(await alice.join(room_id), nio.JoinResponse)
+        sent = await alice.room_send(
+            room_id, "m.room.message", {"msgtype": "m.text", "body": "my secret"}
+        )
+        assert isinstance(sent, nio.RoomSendResponse), sent
+        await bob.room_send(
+            room_id, "m.room.message", {"msgtype": "m.text", "body": "still here"}
+        )
+        status, body = await hs1.api.with_password_uia(
+            "POST",
+            "/account/deactivate",
+            alice.access_token,
+            {"erase": True},
+            "alice",
+            PASSWORD,
+        )
+        assert status == 200, body
+
+        assert isinstance(await dave.join("#erased:hs1.test"), nio.JoinResponse)
+
+        # hs2 back-paginates from hs1 (`/backfill`): alice's message arrives redacted.
+        async def backfilled() -> list[Any]:
+            page = await dave.room_messages(room_id, limit=50)
+            assert isinstance(page, nio.RoomMessagesResponse), page
+            return [e.source for e in page.chunk if e.event_id == sent.event_id]
+
+        [served] = await eventually(backfilled, what="alice's message backfilled")
+        assert served["content"] == {}
+        # `/event` asked by hs2 directly.
+        async with acting_as(fed["hs2.test"]) as hs2:
+            path = federation_path("/_matrix/federation/v1/event/{}", sent.event_id)
+            status, answer = await hs2.request(hs1, "GET", path)
+        assert status == 200, answer
+        [pdu] = answer["pdus"]
+        assert pdu["content"] == {}
+        assert pdu["sender"] == alice.user_id

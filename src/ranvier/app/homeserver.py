@@ -195,6 +195,7 @@ async def build_homeserver(
             remote=seam,
             backfill=seam,
             remote_directory=seam,
+            erasure=accounts.erasure,
         )
         hs.resources["client"].extend(rooms.endpoints)
         # --- end rooms ---------------------------------------------------------------

@@ -36,7 +36,7 @@ from ranvier.services.rooms.reading import RoomReadService
 from ranvier.services.rooms.relations import RelationService
 from ranvier.services.rooms.remote import RemoteDirectory, RemoteRoomOps, RoomBackfill
 from ranvier.services.rooms.state_reader import RoomStateReader
-from ranvier.services.rooms.visibility import EventVisibility
+from ranvier.services.rooms.visibility import ErasedUsers, EventVisibility
 from ranvier.services.search import SearchService
 from ranvier.storage.database import Database
 from ranvier.storage.stores.events import EventStore
@@ -69,6 +69,7 @@ class Rooms:
     endpoints: list[Endpoint]
     relations: RelationService | None = None
     search: SearchService | None = None
+    erasure: ErasedUsers | None = None
 
 
 async def build_rooms(
@@ -83,6 +84,7 @@ async def build_rooms(
     remote: RemoteRoomOps | None = None,
     backfill: RoomBackfill | None = None,
     remote_directory: RemoteDirectory | None = None,
+    erasure: ErasedUsers | None = None,
 ) -> Rooms:
     server_name = config.server_name
     events = await EventStore.open(db)
@@ -104,7 +106,9 @@ async def build_rooms(
         now=clock.time_msec,
     )
     state_reader = RoomStateReader(state, events)
-    visibility = EventVisibility(rooms=rooms, state=state, events=events)
+    visibility = EventVisibility(
+        rooms=rooms, state=state, events=events, erasure=erasure
+    )
     relation_store = RelationStore(db)
     serializer = ClientEventSerializer(
         events, clock, bundler=RelationBundler(relation_store)
@@ -190,4 +194,5 @@ async def build_rooms(
         endpoints=endpoints,
         relations=relations,
         search=search,
+        erasure=erasure,
     )

@@ -242,12 +242,17 @@ class RoomDataLoader:
         if not older:
             return events
         allowed = {
-            e.event_id
+            e.event_id: e
             for e in await self._visibility.filter_events_for_user(
                 user_id, older, is_peeking=False
             )
         }
-        return [e for e in events if e.stream_ordering >= cut or e.event_id in allowed]
+        # The filtered copies: an erased sender's event comes back redacted.
+        return [
+            e if e.stream_ordering >= cut else allowed[e.event_id]
+            for e in events
+            if e.stream_ordering >= cut or e.event_id in allowed
+        ]
 
     # -- state -------------------------------------------------------------------------------
     async def _compute_states(
