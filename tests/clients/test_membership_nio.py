@@ -231,3 +231,99 @@ async def test_deactivation_without_erase_keeps_messages(
         page = await carol.room_messages(room_id, limit=20)
         assert isinstance(page, nio.RoomMessagesResponse), page
         assert bodies(page.chunk, alice.user_id) == ["kept"]
+
+
+async def set_ignored(api: Api, client: nio.AsyncClient, users: list[str]) -> None:
+    path = f"/user/{client.user_id}/account_data/m.ignored_user_list"
+    status, body = await api.call(
+        "PUT",
+        path,
+        token=client.access_token,
+        json={"ignored_users": {u: {} for u in users}},
+    )
+    assert status == 200, body
+
+
+async def initial_sync(api: Api, client: nio.AsyncClient) -> Any:
+    status, body = await api.call("GET", "/sync", token=client.access_token)
+    assert status == 200, body
+    return body
+
+
+def json_texts(events: list[Any]) -> list[str]:
+    return [e["content"]["body"] for e in events if e["type"] == "m.room.message"]
+
+
+def texts(events: list[Any]) -> list[str]:
+    return [e.body for e in events if isinstance(e, nio.RoomMessageText)]
+
+
+async def test_ignored_users_messages_invites_and_pushes_are_hidden(
+    server: tuple[Homeserver, Api],
+) -> None:
+    hs, api = server
+    async with (
+        nio_user(hs, api, "alice") as alice,
+        nio_user(hs, api, "bob") as bob,
+        nio_user(hs, api, "carol") as carol,
+    ):
+        created = await carol.room_create(visibility=nio.RoomVisibility.public)
+        assert isinstance(created, nio.RoomCreateResponse), created
+        room_id = created.room_id
+        for client in (alice, bob):
+            assert isinstance(await client.join(room_id), nio.JoinResponse)
+        await set_ignored(api, bob, [alice.user_id])
+        await sync_until(bob, lambda r: room_id in r.rooms.join)
+
+        await alice.room_send(
+            room_id, "m.room.message", {"msgtype": "m.text", "body": "from alice"}
+        )
+        await carol.room_send(
+            room_id, "m.room.message", {"msgtype": "m.text", "body": "from carol"}
+        )
+        # Incremental sync: carol's message, not alice's.
+        seen: list[str] = []
+
+        def got_carol(r: nio.SyncResponse) -> bool:
+            room = r.rooms.join.get(room_id)
+            if room is not None:
+                seen.extend(texts(room.timeline.events))
+            return "from carol" in seen
+
+        await sync_until(bob, got_carol)
+        assert "from alice" not in seen
+        page = await bob.room_messages(room_id, limit=50)
+        assert isinstance(page, nio.RoomMessagesResponse), page
+        assert texts(page.chunk) == ["from carol"]
+        # Alice still sees both; carol too.
+        page = await carol.room_messages(room_id, limit=50)
+        assert isinstance(page, nio.RoomMessagesResponse), page
+        assert texts(page.chunk) == ["from carol", "from alice"]
+        # A fresh initial sync hides it as well, and counts only carol's message.
+        joined = (await initial_sync(api, bob))["rooms"]["join"][room_id]
+        assert json_texts(joined["timeline"]["events"]) == ["from carol"]
+        assert joined["unread_notifications"]["notification_count"] == 1
+        status, notifs = await api.call("GET", "/notifications", token=bob.access_token)
+        assert status == 200, notifs
+        senders = {n["event"]["sender"] for n in notifs["notifications"]}
+        assert senders == {carol.user_id}
+
+        # An invite from alice never shows up; one from carol does.
+        from_alice = await alice.room_create(invite=[bob.user_id])
+        assert isinstance(from_alice, nio.RoomCreateResponse), from_alice
+        from_carol = await carol.room_create(invite=[bob.user_id])
+        assert isinstance(from_carol, nio.RoomCreateResponse), from_carol
+        invites = await sync_until(
+            bob,
+            lambda r: r.rooms.invite if from_carol.room_id in r.rooms.invite else None,
+        )
+        assert from_alice.room_id not in invites
+        invited = (await initial_sync(api, bob))["rooms"]["invite"]
+        assert from_alice.room_id not in invited
+        assert from_carol.room_id in invited
+
+        # Un-ignoring brings alice's messages back.
+        await set_ignored(api, bob, [])
+        page = await bob.room_messages(room_id, limit=50)
+        assert isinstance(page, nio.RoomMessagesResponse), page
+        assert texts(page.chunk) == ["from carol", "from alice"]

@@ -237,6 +237,7 @@ async def build_homeserver(
                 rooms.visibility,
                 rooms.serializer,
                 rooms.rooms,
+                ignored=rooms.ignored,
             ),
             accounts=accounts.store,
             hooks=accounts.hooks,

@@ -40,6 +40,7 @@ from ranvier.services.rooms.visibility import ErasedUsers, EventVisibility
 from ranvier.services.search import SearchService
 from ranvier.storage.database import Database
 from ranvier.storage.stores.events import EventStore
+from ranvier.storage.stores.ignored_users import IgnoredUsersStore
 from ranvier.storage.stores.relations import RelationStore
 from ranvier.storage.stores.rooms import RoomStore
 from ranvier.storage.stores.search import SearchStore
@@ -70,6 +71,7 @@ class Rooms:
     relations: RelationService | None = None
     search: SearchService | None = None
     erasure: ErasedUsers | None = None
+    ignored: IgnoredUsersStore | None = None
 
 
 async def build_rooms(
@@ -106,8 +108,9 @@ async def build_rooms(
         now=clock.time_msec,
     )
     state_reader = RoomStateReader(state, events)
+    ignored = IgnoredUsersStore(db)
     visibility = EventVisibility(
-        rooms=rooms, state=state, events=events, erasure=erasure
+        rooms=rooms, state=state, events=events, erasure=erasure, ignored=ignored
     )
     relation_store = RelationStore(db)
     serializer = ClientEventSerializer(
@@ -195,4 +198,5 @@ async def build_rooms(
         relations=relations,
         search=search,
         erasure=erasure,
+        ignored=ignored,
     )

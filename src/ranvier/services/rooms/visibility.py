@@ -8,6 +8,8 @@
   visibility rule (`core.visibility.is_event_visible`) using the state *at* each event.
   Events of erased users (`POST /account/deactivate` with `erase`) come back redacted
   unless the reader was joined at the event (Synapse: `filter_events_for_client`).
+  Non-state events of users the reader ignores (`m.ignored_user_list`) are dropped
+  (spec: C-S API > Ignoring Users; state events stay, as in Synapse).
 """
 
 from __future__ import annotations
@@ -56,6 +58,10 @@ def erased_copy(stored: StoredEvent) -> StoredEvent:
     return dataclasses.replace(stored, event=pruned)
 
 
+class IgnoredUsers(Protocol):
+    async def get_ignored_users(self, user_id: str) -> frozenset[str]: ...
+
+
 class EventVisibility:
     def __init__(
         self,
@@ -64,8 +70,10 @@ class EventVisibility:
         state: StateStore,
         events: EventStore,
         erasure: ErasedUsers | None = None,
+        ignored: IgnoredUsers | None = None,
     ) -> None:
         self._erasure = erasure
+        self._ignored = ignored
         self._rooms = rooms
         self._state = state
         self._events = events
@@ -100,7 +108,9 @@ class EventVisibility:
         self, user_id: str, events: Sequence[StoredEvent], *, is_peeking: bool
     ) -> list[StoredEvent]:
         """Those of `events` that `user_id` may see, in the same order."""
-        servable = [e for e in events if e.is_servable]
+        servable = await self.remove_ignored(
+            user_id, [e for e in events if e.is_servable]
+        )
         if not servable:
             return []
         groups = await self._state.get_state_groups_for_events(
@@ -147,6 +157,24 @@ class EventVisibility:
                 if member is not None and member.event.membership == "join":
                     joined.add(stored.event_id)
         return await self._erase(out, joined)
+
+    async def get_ignored_users(self, user_id: str) -> frozenset[str]:
+        if self._ignored is None:
+            return frozenset()
+        return await self._ignored.get_ignored_users(user_id)
+
+    async def remove_ignored(
+        self, user_id: str, events: Sequence[StoredEvent]
+    ) -> list[StoredEvent]:
+        """`events` minus the non-state events of users `user_id` ignores."""
+        if not events:
+            return []
+        ignored = await self.get_ignored_users(user_id)
+        if not ignored:
+            return list(events)
+        return [
+            e for e in events if e.event.is_state() or e.event.sender not in ignored
+        ]
 
     async def _erase(
         self, events: list[StoredEvent], joined: set[str]

@@ -59,6 +59,12 @@ class VisibilityFilter(Protocol):
         """Those of `events` the user may see (history visibility), in order."""
         ...
 
+    async def remove_ignored(
+        self, user_id: str, events: Sequence[StoredEvent]
+    ) -> list[StoredEvent]:
+        """`events` minus those of users `user_id` ignores (non-state)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class RoomPlan:
@@ -238,6 +244,7 @@ class RoomDataLoader:
                 user_id, events, is_peeking=False
             )
         cut = plan.visible_from
+        events = await self._visibility.remove_ignored(user_id, events)
         older = [e for e in events if e.stream_ordering < cut]
         if not older:
             return events

@@ -84,6 +84,10 @@ class _Classified:
     left: dict[str, MembershipRow]
 
 
+class IgnoredUsers(Protocol):
+    async def get_ignored_users(self, user_id: str) -> frozenset[str]: ...
+
+
 class RoomsSectionBuilder:
     def __init__(
         self,
@@ -96,7 +100,9 @@ class RoomsSectionBuilder:
         account_data: AccountDataService,
         changes: RoomChanges,
         notification_counts: NotificationCounter | None = None,
+        ignored: IgnoredUsers | None = None,
     ) -> None:
+        self._ignored = ignored
         self._changes = changes
         self._notification_counts = notification_counts
         self._store = store
@@ -117,7 +123,14 @@ class RoomsSectionBuilder:
         section = RoomsSection(newly_joined=set(rooms.newly_joined))
         await self._build_joined(req, now, rooms, since_account_data, section)
         await self._build_left(req, now, rooms, since_account_data, section)
-        section.invite = await self._stripped(rooms.invited, "invite_state", INVITE)
+        ignored = (
+            await self._ignored.get_ignored_users(req.user_id)
+            if self._ignored is not None
+            else frozenset()
+        )
+        section.invite = await self._stripped(
+            rooms.invited, "invite_state", INVITE, ignored
+        )
         section.knock = await self._stripped(rooms.knocked, "knock_state", KNOCK)
         return section
 
@@ -448,7 +461,11 @@ class RoomsSectionBuilder:
 
     # -- invites and knocks ------------------------------------------------------------------------
     async def _stripped(
-        self, rooms: Mapping[str, MembershipRow], section_key: str, membership: str
+        self,
+        rooms: Mapping[str, MembershipRow],
+        section_key: str,
+        membership: str,
+        ignored_senders: frozenset[str] = frozenset(),
     ) -> dict[str, JsonDict]:
         if not rooms:
             return {}
@@ -456,6 +473,8 @@ class RoomsSectionBuilder:
         out: dict[str, JsonDict] = {}
         for room_id, m in rooms.items():
             stored = loaded.get(m.event_id)
+            if stored is not None and stored.event.sender in ignored_senders:
+                continue  # spec: invites from ignored users are not sent
             events: list[JsonDict] = []
             if stored is not None:
                 carried = stored.event.unsigned.get(f"{membership}_room_state")
