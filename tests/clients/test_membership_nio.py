@@ -327,3 +327,48 @@ async def test_ignored_users_messages_invites_and_pushes_are_hidden(
         page = await bob.room_messages(room_id, limit=50)
         assert isinstance(page, nio.RoomMessagesResponse), page
         assert texts(page.chunk) == ["from carol", "from alice"]
+
+
+async def test_new_login_and_device_rename_reach_device_lists(
+    server: tuple[Homeserver, Api],
+) -> None:
+    hs, api = server
+    async with nio_user(hs, api, "alice") as alice, nio_user(hs, api, "bob") as bob:
+        # Any shared room counts, encrypted or not.
+        created = await alice.room_create(invite=[bob.user_id])
+        assert isinstance(created, nio.RoomCreateResponse), created
+        await sync_until(bob, lambda r: created.room_id in r.rooms.invite)
+        assert isinstance(await bob.join(created.room_id), nio.JoinResponse)
+        await sync_until(bob, lambda r: created.room_id in r.rooms.join)
+        await sync_until(alice, lambda r: True)
+        before = bob.next_batch
+
+        second = nio.AsyncClient(hs.base_url, alice.user_id)
+        try:
+            login = await second.login(PASSWORD, device_name="Laptop")
+            assert isinstance(login, nio.LoginResponse), login
+        finally:
+            await second.close()
+
+        def alice_changed(r: nio.SyncResponse) -> bool:
+            return alice.user_id in r.device_list.changed
+
+        await sync_until(bob, alice_changed)
+        after_login = bob.next_batch
+        status, changes = await api.call(
+            "GET",
+            f"/keys/changes?from={before}&to={after_login}",
+            token=bob.access_token,
+        )
+        assert status == 200, changes
+        assert alice.user_id in changes["changed"]
+        # Alice's other device hears about it too (her own device list changed).
+        await sync_until(alice, alice_changed)
+
+        renamed = await alice.update_device(login.device_id, {"display_name": "Work"})
+        assert isinstance(renamed, nio.UpdateDeviceResponse), renamed
+        await sync_until(bob, alice_changed)
+        status, devices = await api.call("GET", "/devices", token=alice.access_token)
+        assert status == 200, devices
+        names = {d["device_id"]: d.get("display_name") for d in devices["devices"]}
+        assert names[login.device_id] == "Work"

@@ -267,3 +267,43 @@ async def test_erased_users_events_are_served_redacted_to_other_servers(
         [pdu] = answer["pdus"]
         assert pdu["content"] == {}
         assert pdu["sender"] == alice.user_id
+
+
+async def test_new_login_sends_a_device_list_update_to_other_servers(
+    tmp_path: Path,
+) -> None:
+    async with (
+        running_federation(tmp_path, ["hs1.test", "hs2.test"]) as fed,
+        nio_user(fed["hs1.test"], "alice") as alice,
+        nio_user(fed["hs2.test"], "bob") as bob,
+    ):
+        created = await alice.room_create(invite=[bob.user_id])
+        assert isinstance(created, nio.RoomCreateResponse), created
+        room_id = created.room_id
+        await sync_until(bob, lambda r: room_id in r.rooms.invite)
+        assert isinstance(await bob.join(room_id), nio.JoinResponse)
+        await sync_until(bob, lambda r: room_id in r.rooms.join)
+
+        def bob_joined(r: nio.SyncResponse) -> bool:
+            room = alice.rooms.get(room_id)
+            return room is not None and bob.user_id in room.users
+
+        await sync_until(alice, bob_joined)
+        await bob.sync(timeout=0)
+
+        second = nio.AsyncClient(fed["hs1.test"].base_url, alice.user_id)
+        try:
+            login = await second.login(PASSWORD, device_name="Laptop")
+            assert isinstance(login, nio.LoginResponse), login
+        finally:
+            await second.close()
+
+        # hs2 hears of it through `m.device_list_update` and tells bob.
+        await sync_until(bob, lambda r: alice.user_id in r.device_list.changed)
+        status, answer = await fed["hs2.test"].api.call(
+            "POST",
+            "/keys/query",
+            token=bob.access_token,
+            json={"device_keys": {alice.user_id: []}},
+        )
+        assert status == 200, answer

@@ -93,7 +93,7 @@ def build_accounts(
     profile_store = ProfileStore(db)
     hooks = AccountHooks()
     sessions = SessionService(store, clock, token_policy or TokenPolicy())
-    login = LoginService(server_name, store, hasher, sessions)
+    login = LoginService(server_name, store, hasher, sessions, hooks)
     uia = UserInteractiveAuth(
         registration_store,
         clock,

@@ -89,6 +89,7 @@ class DeviceService:
             user_id, device_id, display_name
         ):
             raise not_found("Device not found.")
+        await self._hooks.devices_changed(user_id, {device_id: display_name})
 
     async def delete_devices(self, user_id: str, device_ids: Sequence[str]) -> None:
         """Delete devices and revoke their tokens (already-gone devices are fine)."""
