@@ -95,7 +95,7 @@ def build_client_extras(
     return [
         *RoomPreviewsResource(summaries, initial_sync).endpoints(),
         *UserDirectoryResource(
-            UserDirectoryService(UserDirectoryStore(db))
+            UserDirectoryService(UserDirectoryStore(db, config.server_name))
         ).endpoints(),
         *VoipResource(TurnService(config.turn, clock)).endpoints(),
         *ReportsResource(reports).endpoints(),
