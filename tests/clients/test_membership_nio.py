@@ -11,8 +11,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import nio
 import pytest
+from mautrix.api import HTTPAPI
+from mautrix.client import ClientAPI
+from mautrix.types import UserID
 
 from tests.helpers.accounts import PASSWORD, Api, accounts_server
 from tests.helpers.homeserver import TestHomeserver as Homeserver
@@ -130,14 +134,27 @@ async def test_guests_leave_when_guest_access_ends(
         room_id = created.room_id
         assert isinstance(await guest.join(room_id), nio.JoinResponse)
         await sync_until(guest, lambda r: room_id in r.rooms.join)
+        # A new display name rewrites the member event; it stays a guest's.
+        renamed = await guest.set_displayname("Visitor")
+        assert isinstance(renamed, nio.ProfileSetDisplayNameResponse), renamed
+        member = await alice.room_get_state_event(
+            room_id, "m.room.member", guest.user_id
+        )
+        assert isinstance(member, nio.RoomGetStateEventResponse), member
+        assert member.content["displayname"] == "Visitor"
+        assert member.content["kind"] == "guest"
         changed = await alice.room_put_state(
             room_id, "m.room.guest_access", {"guest_access": "forbidden"}
         )
         assert isinstance(changed, nio.RoomPutStateResponse), changed
         [event] = await sync_until(
-            guest, lambda r: member_events(r, "leave", room_id, guest.user_id)
+            guest,
+            lambda r: [
+                e
+                for e in member_events(r, "leave", room_id, guest.user_id)
+                if e.membership == "leave"
+            ],
         )
-        assert event.membership == "leave"
         assert event.sender == guest.user_id
         members = await alice.joined_members(room_id)
         assert isinstance(members, nio.JoinedMembersResponse), members
@@ -372,3 +389,77 @@ async def test_new_login_and_device_rename_reach_device_lists(
         assert status == 200, devices
         names = {d["device_id"]: d.get("display_name") for d in devices["devices"]}
         assert names[login.device_id] == "Work"
+
+
+async def test_user_directory_forgets_users_of_rooms_no_longer_public(
+    server: tuple[Homeserver, Api],
+) -> None:
+    hs, api = server
+    async with (
+        nio_user(hs, api, "alice") as alice,
+        nio_user(hs, api, "bob") as bob,
+        aiohttp.ClientSession() as session,
+    ):
+        searcher = ClientAPI(
+            UserID(alice.user_id),
+            api=HTTPAPI(hs.base_url, alice.access_token, client_session=session),
+        )
+
+        async def found() -> list[str]:
+            results = await searcher.search_users("bob")
+            return [str(u.user_id) for u in results.results]
+
+        assert await found() == []
+        created = await bob.room_create(visibility=nio.RoomVisibility.public)
+        assert isinstance(created, nio.RoomCreateResponse), created
+        room_id = created.room_id
+        assert await found() == [bob.user_id]
+        # Join rule away from public: bob shares no room with alice any more.
+        changed = await bob.room_put_state(
+            room_id, "m.room.join_rules", {"join_rule": "invite"}
+        )
+        assert isinstance(changed, nio.RoomPutStateResponse), changed
+        assert await found() == []
+        # World-readable history makes the room public again (Synapse's definition).
+        await bob.room_put_state(
+            room_id,
+            "m.room.history_visibility",
+            {"history_visibility": "world_readable"},
+        )
+        assert await found() == [bob.user_id]
+        await bob.room_put_state(
+            room_id, "m.room.history_visibility", {"history_visibility": "shared"}
+        )
+        assert await found() == []
+        # A shared private room makes him findable whatever its rules.
+        shared = await bob.room_create(invite=[alice.user_id])
+        assert isinstance(shared, nio.RoomCreateResponse), shared
+        assert isinstance(await alice.join(shared.room_id), nio.JoinResponse)
+        assert await found() == [bob.user_id]
+        assert isinstance(await alice.room_leave(shared.room_id), nio.RoomLeaveResponse)
+        assert await found() == []
+
+
+async def test_withdrawing_a_knock_on_a_room_nobody_is_left_in(
+    server: tuple[Homeserver, Api],
+) -> None:
+    hs, api = server
+    async with nio_user(hs, api, "alice") as alice, nio_user(hs, api, "bob") as bob:
+        created = await alice.room_create(room_version="10")
+        assert isinstance(created, nio.RoomCreateResponse), created
+        room_id = created.room_id
+        assert isinstance(
+            await alice.room_enable_knocking(room_id), nio.RoomPutStateResponse
+        )
+        assert isinstance(await bob.room_knock(room_id), nio.RoomKnockResponse)
+        await sync_until(bob, lambda r: True)
+        assert isinstance(await alice.room_leave(room_id), nio.RoomLeaveResponse)
+        left = await bob.room_leave(room_id)
+        assert isinstance(left, nio.RoomLeaveResponse), left
+        # The knock is in our own room state: the withdrawal is an ordinary local
+        # event (no federation, so no "no known servers").
+        [event] = await sync_until(
+            bob, lambda r: member_events(r, "leave", room_id, bob.user_id)
+        )
+        assert event.prev_membership == "knock"
+        assert event.sender == bob.user_id

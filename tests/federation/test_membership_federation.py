@@ -10,7 +10,11 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import nio
+from mautrix.api import HTTPAPI
+from mautrix.client import ClientAPI
+from mautrix.types import UserID
 
 from ranvier.federation.client import federation_path
 from tests.federation.fakes import transport_of
@@ -307,3 +311,129 @@ async def test_new_login_sends_a_device_list_update_to_other_servers(
             json={"device_keys": {alice.user_id: []}},
         )
         assert status == 200, answer
+
+
+async def test_user_directory_drops_remote_public_rooms_this_server_left(
+    tmp_path: Path,
+) -> None:
+    async with (
+        running_federation(tmp_path, ["hs1.test", "hs2.test"]) as fed,
+        nio_user(fed["hs1.test"], "alice") as alice,
+        nio_user(fed["hs1.test"], "carol") as carol,
+        nio_user(fed["hs2.test"], "bob") as bob,
+        aiohttp.ClientSession() as session,
+    ):
+        searcher = ClientAPI(
+            UserID(alice.user_id),
+            api=HTTPAPI(
+                fed["hs1.test"].base_url, alice.access_token, client_session=session
+            ),
+        )
+
+        async def found() -> list[str]:
+            results = await searcher.search_users("bob")
+            return [str(u.user_id) for u in results.results]
+
+        created = await bob.room_create(
+            visibility=nio.RoomVisibility.public, alias="plaza"
+        )
+        assert isinstance(created, nio.RoomCreateResponse), created
+        assert await found() == []  # hs1 knows nothing of the room yet
+        assert isinstance(await carol.join("#plaza:hs2.test"), nio.JoinResponse)
+        assert await found() == [bob.user_id]
+        # Carol leaves: hs1 is out of the room and would never hear of changes.
+        assert isinstance(
+            await carol.room_leave(created.room_id), nio.RoomLeaveResponse
+        )
+        assert await found() == []
+
+
+async def test_withdrawing_a_knock_when_the_resident_server_is_down(
+    tmp_path: Path,
+) -> None:
+    async with (
+        running_federation(tmp_path, ["hs1.test", "hs2.test"]) as fed,
+        nio_user(fed["hs1.test"], "alice") as alice,
+        nio_user(fed["hs2.test"], "bob") as bob,
+    ):
+        created = await alice.room_create(room_version="10")
+        assert isinstance(created, nio.RoomCreateResponse), created
+        room_id = created.room_id
+        assert isinstance(
+            await alice.room_enable_knocking(room_id), nio.RoomPutStateResponse
+        )
+        knocked = await bob.room_knock(room_id)
+        assert isinstance(knocked, nio.RoomKnockResponse), knocked
+        status, body = await fed["hs2.test"].api.call(
+            "GET", "/sync", token=bob.access_token
+        )
+        assert status == 200, body
+        assert room_id in body["rooms"]["knock"]
+        await bob.sync(timeout=0)
+        transport_of(fed["hs2.test"].peer).unregister("hs1.test")
+        left = await bob.room_leave(room_id)
+        assert isinstance(left, nio.RoomLeaveResponse), left
+
+        def left_room(r: nio.SyncResponse) -> bool:
+            assert room_id not in r.rooms.invite
+            room = r.rooms.leave.get(room_id)
+            return room is not None and any(
+                isinstance(e, nio.RoomMemberEvent)
+                and e.state_key == bob.user_id
+                and e.membership == "leave"
+                for e in room.timeline.events
+            )
+
+        await sync_until(bob, left_room)
+        status, body = await fed["hs2.test"].api.call(
+            "GET", "/sync", token=bob.access_token
+        )
+        assert status == 200, body
+        assert room_id not in body.get("rooms", {}).get("knock", {})
+
+
+async def test_remote_guest_access_revocation_removes_local_guests(
+    tmp_path: Path,
+) -> None:
+    async with running_federation(
+        tmp_path, ["hs1.test", "hs2.test"], allow_guests=True
+    ) as fed:
+        hs2 = fed["hs2.test"]
+        status, body = await hs2.api.call("POST", "/register?kind=guest", json={})
+        assert status == 200, body
+        guest = nio.AsyncClient(hs2.base_url, body["user_id"], body["device_id"])
+        guest.restore_login(body["user_id"], body["device_id"], body["access_token"])
+        async with nio_user(fed["hs1.test"], "alice") as alice:
+            try:
+                created = await alice.room_create(
+                    visibility=nio.RoomVisibility.public,
+                    alias="lobby",
+                    initial_state=[
+                        {
+                            "type": "m.room.guest_access",
+                            "state_key": "",
+                            "content": {"guest_access": "can_join"},
+                        }
+                    ],
+                )
+                assert isinstance(created, nio.RoomCreateResponse), created
+                room_id = created.room_id
+                assert isinstance(await guest.join("#lobby:hs1.test"), nio.JoinResponse)
+                changed = await alice.room_put_state(
+                    room_id, "m.room.guest_access", {"guest_access": "forbidden"}
+                )
+                assert isinstance(changed, nio.RoomPutStateResponse), changed
+
+                # hs2 receives the change over federation; its guest leaves.
+                async def guest_left() -> bool:
+                    member = await alice.room_get_state_event(
+                        room_id, "m.room.member", guest.user_id
+                    )
+                    return (
+                        isinstance(member, nio.RoomGetStateEventResponse)
+                        and member.content.get("membership") == "leave"
+                    )
+
+                await eventually(guest_left, what="the guest's leave on hs1")
+            finally:
+                await guest.close()

@@ -300,22 +300,18 @@ class MembershipService:
     ) -> bool:
         """Reject an invite / rescind a knock in a room no local user is joined to.
 
-        A local inviter means the room's state is ours (everyone here left since): the
-        rejection is an ordinary event on our DAG, sent to whoever is still in the room
-        (False: the caller does that). Otherwise it goes through a resident server
+        When the invite (or knock) is part of the room state we hold - a local inviter,
+        a knock on a local room, everyone here having left since - the rejection is an
+        ordinary event on our DAG, sent to whoever is still in the room (False: the
+        caller does that; Synapse does the same for local inviters). Otherwise it was
+        received out of band and goes through a resident server
         (`make_leave`/`send_leave`); when none answers, `RemoteRoomOps.leave` stores a
         local out-of-band leave so the invite disappears anyway (as Synapse does)."""
         membership = await self._rooms.get_membership(room_id, user_id)
         if membership is None or membership.membership not in ("invite", "knock"):
             return False
-        change = await self._rooms.get_membership_at(
-            room_id, user_id, membership.stream_ordering
-        )
-        if (
-            membership.membership == "invite"
-            and change is not None
-            and domain_of(change.sender) == self._server_name
-        ):
+        in_state = await self._state.get_current_state_event(room_id, MEMBER, user_id)
+        if in_state is not None and in_state.event_id == membership.event_id:
             return False
         servers = await self._remote_servers(room_id, user_id)
         await self._need_remote().leave(user_id, room_id, servers, content)
@@ -400,9 +396,13 @@ class MembershipService:
         await self._send_member(room_id, sender, target, content, check)
 
     async def remove_guests(self, room_id: str) -> None:
-        """`m.room.guest_access` stopped being `can_join`: local guests joined or
-        invited leave. As Synapse does, each guest leaves by itself rather than being
+        """`m.room.guest_access` stopped being `can_join` (a local or a federated
+        change; checked again on the current state): local guests joined or invited
+        leave. As Synapse does, each guest leaves by itself rather than being
         kicked by the sender (no power levels involved; guests are a local notion)."""
+        access = await self._state.get_current_content(room_id, "m.room.guest_access")
+        if access is not None and access.get("guest_access") == "can_join":
+            return  # e.g. a remote change that lost to a concurrent one
         members = await self._rooms.get_members(room_id, ("join", "invite"))
         local = [
             m.user_id for m in members if domain_of(m.user_id) == self._server_name
@@ -430,7 +430,12 @@ class MembershipService:
         """New `displayname`/`avatar_url`: refresh the user's join events."""
         profile = await self._profile(user_id)
         for room_id in await self.get_joined_rooms(user_id):
-            content = member_content("join", profile)
+            current = await self._state.get_current_content(room_id, MEMBER, user_id)
+            # A guest stays marked as one (guest access may end later).
+            kind = current.get("kind") if current is not None else None
+            content = member_content(
+                "join", profile, kind=kind if kind == "guest" else None
+            )
 
             async def needed(session: RoomSession, content: JsonDict = content) -> bool:
                 current = await self._current_member(session, user_id)
