@@ -119,14 +119,19 @@ async def test_rejections(setup: Setup) -> None:
         ("wrong destination", {"Authorization": other_dest}, 401),
         ("unknown key", {"Authorization": unknown_key}, 401),
         ("unreachable origin", {"Authorization": unknown_origin}, 401),
-        ("bad origin name", {"Authorization": good.replace("a.test", "a test!")}, 401),
+        ("bad origin name", {"Authorization": good.replace("a.test", "a test!")}, 400),
+        (
+            "non-numeric port",
+            {"Authorization": good.replace("a.test", "a.test:http")},
+            400,
+        ),
         ("signed for another uri", {"Authorization": other_uri}, 401),
     ]
     async with aiohttp.ClientSession() as http:
         for name, headers, status in cases:
             async with http.get(setup.url + uri, headers=headers) as r:
                 assert r.status == status, name
-                if status == 401:
+                if status in (400, 401):
                     assert (await r.json())["errcode"] == "M_UNAUTHORIZED", name
         # Content is covered by the signature.
         put_uri = "/_matrix/federation/v1/echo/x"

@@ -82,7 +82,10 @@ class XMatrixAuthenticator:
         if auth.destination is not None and auth.destination != self._server_name:
             raise _unauthorized("Request is addressed to another server.")
         if not is_valid_server_name(auth.origin):
-            raise _unauthorized("Invalid origin server name.")
+            # 400 as Synapse ("malformed Authorization header"; SyTest "Non-numeric
+            # ports in server names are rejected"): the request is malformed, not
+            # merely unauthenticated.
+            raise MatrixError(400, "M_UNAUTHORIZED", "Invalid origin server name.")
         key = await self._keys.get_verify_key(
             auth.origin, auth.key_id, self._clock.time_msec()
         )

@@ -583,6 +583,13 @@ class RemoteMembershipService:
                 )
         except FederationError as e:
             logger.info("inviting %s via %s failed: %s", target, server, e)
+            if e.unknown_endpoint:
+                # No v2 /invite, and v1 cannot carry this room version (as Synapse).
+                raise MatrixError(
+                    400,
+                    "M_UNSUPPORTED_ROOM_VERSION",
+                    "The user's server does not support this room version.",
+                ) from None
             raise _remote_error([e], "invite the user") from None
         returned = answer.get("event") if isinstance(answer, dict) else None
         parsed = (
