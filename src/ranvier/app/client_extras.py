@@ -1,8 +1,8 @@
 """Wiring of the smaller client features Element calls at start-up or in everyday use:
 the user directory, TURN credentials, MatrixRTC transports, space hierarchies and
-mutual rooms, content reports, room upgrades, room summaries,
-the legacy room initialSync, OpenID tokens (`build_openid`, also handed to the
-federation `userinfo` query), and the answers for third-party identifiers and networks
+mutual rooms, content reports, room upgrades, room summaries, OpenID tokens
+(`build_openid`, also handed to the federation `userinfo` query), and the answers for
+third-party identifiers and networks
 this server does not provide.
 """
 
@@ -24,7 +24,7 @@ from ranvier.app.rooms import Rooms
 from ranvier.config.schema import HomeserverConfig
 from ranvier.services.accounts.openid import OpenIdService
 from ranvier.services.reports import ReportService
-from ranvier.services.rooms.previews import RoomInitialSyncService, RoomSummaryService
+from ranvier.services.rooms.previews import RoomSummaryService
 from ranvier.services.rooms.reading import Reader
 from ranvier.services.rooms.spaces import (
     MutualRoomsService,
@@ -103,9 +103,6 @@ def build_client_extras(
     summaries = RoomSummaryService(
         directory=rooms.directory, rooms=rooms.rooms, state=rooms.state_reader
     )
-    initial_sync = RoomInitialSyncService(
-        reading=rooms.reading, rooms=rooms.rooms, directory=rooms.directory
-    )
     hierarchy = SpaceHierarchyService(
         server_name=config.server_name,
         directory=rooms.directory,
@@ -115,7 +112,7 @@ def build_client_extras(
         clock=clock,
     )
     return [
-        *RoomPreviewsResource(summaries, initial_sync).endpoints(),
+        *RoomPreviewsResource(summaries).endpoints(),
         *SpacesResource(hierarchy, MutualRoomsService(rooms=rooms.rooms)).endpoints(),
         *UserDirectoryResource(
             UserDirectoryService(UserDirectoryStore(db))

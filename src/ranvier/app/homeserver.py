@@ -26,7 +26,15 @@ from ranvier.app.media import Media, build_media
 from ranvier.app.push import Push, PushNotifierLink, build_push, build_push_core
 from ranvier.app.room_federation import FederationSeam, build_room_federation
 from ranvier.app.rooms import build_rooms, random_opaque_id
-from ranvier.app.sync import RoomsReadSide, build_notifier, build_sync
+from ranvier.app.sync import (
+    RoomsReadSide,
+    build_legacy_sync,
+    build_notifier,
+    build_sync,
+)
+from ranvier.app.third_party_invites import (
+    bind_federation as bind_third_party_federation,
+)
 from ranvier.config.schema import HomeserverConfig
 from ranvier.core.crypto.keys import SigningKey, read_signing_keys
 from ranvier.federation.transport import FederationTransport
@@ -199,6 +207,7 @@ async def build_homeserver(
             remote=seam,
             backfill=seam,
             remote_directory=seam,
+            erasure=accounts.erasure,
         )
         hs.resources["client"].extend(rooms.endpoints)
         # --- end rooms ---------------------------------------------------------------
@@ -243,6 +252,7 @@ async def build_homeserver(
                 rooms.visibility,
                 rooms.serializer,
                 rooms.rooms,
+                ignored=rooms.ignored,
             ),
             accounts=accounts.store,
             hooks=accounts.hooks,
@@ -251,6 +261,16 @@ async def build_homeserver(
             notification_counts=push_core.counts,
         )
         hs.resources["client"].extend(sync.endpoints)
+        hs.resources["client"].extend(
+            build_legacy_sync(
+                sync=sync,
+                clock=clock,
+                rooms=rooms.rooms,
+                events=rooms.events,
+                reading=rooms.reading,
+                directory=rooms.directory,
+            )
+        )
         # --- end sync ----------------------------------------------------------------
         # --- push, part 2: m.push_rules account data, pushers, /notifications ---------
         hs.push = build_push(
@@ -330,6 +350,15 @@ async def build_homeserver(
         )
         hs.resources["federation"].extend(federation_rooms.endpoints)
         # --- end federation rooms, inbound -----------------------------------------------
+        # --- third-party invites, server side: /3pid/onbind, exchange_third_party_invite
+        if rooms.third_party is not None:
+            hs.resources["federation"].extend(
+                bind_third_party_federation(
+                    rooms.third_party,
+                    hs.federation.client if config.federation.enabled else None,
+                )
+            )
+        # --- end third-party invites -----------------------------------------------------
         # --- media repository: uploads, downloads, thumbnails, remote media, previews --
         hs.media = build_media(
             config,

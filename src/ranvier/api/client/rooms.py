@@ -8,6 +8,9 @@
 
 Spec: C-S API > Rooms > Creation; Events > Sending events to a room; Redactions.
 Bodies are parsed into typed requests here; the services decide everything else.
+`invite_3pid` entries are checked before the room is created and sent as third-party
+invites right after (as Synapse does; a failure there is the request's error, the room
+stays).
 """
 
 from __future__ import annotations
@@ -20,6 +23,10 @@ from ranvier.core.events.state_content import StateContentError, check_state_con
 from ranvier.core.room_presets import Preset, StateEventSpec
 from ranvier.services.rooms.creation import CreateRoomRequest, RoomCreationService
 from ranvier.services.rooms.messages import RoomMessageService
+from ranvier.services.rooms.third_party_invites import (
+    ThirdPartyInviteService,
+    parse_third_party_invites,
+)
 
 __all__ = ["RoomsResource", "parse_create_room"]
 
@@ -89,14 +96,25 @@ def parse_create_room(body: JsonBody) -> CreateRoomRequest:
 
 class RoomsResource:
     def __init__(
-        self, creation: RoomCreationService, messages: RoomMessageService
+        self,
+        creation: RoomCreationService,
+        messages: RoomMessageService,
+        third_party: ThirdPartyInviteService | None = None,
     ) -> None:
         self._creation = creation
         self._messages = messages
+        self._third_party = third_party
 
     async def create_room(self, req: MatrixRequest) -> JsonDict:
-        request = parse_create_room(await req.json())
+        body = await req.json()
+        request = parse_create_room(body)
+        invites = parse_third_party_invites(body.get_list("invite_3pid") or [])
+        if invites and self._third_party is None:
+            raise invalid_param("Third-party invites are not supported.")
         room_id, alias = await self._creation.create_room(req.user.user_id, request)
+        for invite in invites:
+            assert self._third_party is not None
+            await self._third_party.invite(req.user.user_id, room_id, invite)
         out: JsonDict = {"room_id": room_id}
         if alias is not None:
             out["room_alias"] = alias

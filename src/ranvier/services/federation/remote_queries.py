@@ -42,11 +42,19 @@ class QueryRequests(Protocol):
 
 
 def _client_error(e: FederationError, what: str) -> MatrixError:
+    """A remote's 4xx passes through in its own words; anything else (unreachable,
+    backing off, 5xx, a reply we refused) is a plain 502 naming the server - how it
+    failed is logged, not answered (no addresses, exception names or retry times)."""
     if e.status == 404:
         return MatrixError(404, e.errcode or "M_NOT_FOUND", f"{what} not found.")
     if e.status is not None and 400 <= e.status < 500 and e.errcode:
-        return MatrixError(e.status, e.errcode, e.message)
-    return MatrixError(502, "M_UNKNOWN", f"Could not ask {e.destination}: {e.message}")
+        return MatrixError(
+            e.status, e.errcode, e.remote_message or f"{e.destination} refused."
+        )
+    logger.info("query to %s failed: %s", e.destination, e)
+    return MatrixError(
+        502, "M_UNKNOWN", f"Could not get an answer from {e.destination}."
+    )
 
 
 class RemoteQueries:
