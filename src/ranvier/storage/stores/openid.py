@@ -1,4 +1,4 @@
-"""OpenID tokens (schema 0014): hashed at rest, each with its expiry."""
+"""OpenID tokens (schema 0015): hashed at rest, each with its expiry."""
 
 from __future__ import annotations
 
