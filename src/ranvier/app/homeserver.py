@@ -23,6 +23,7 @@ from ranvier.app.e2e import SeamEdus, build_e2e, build_key_counts
 from ranvier.app.federation import Federation, build_federation
 from ranvier.app.federation_rooms import build_federation_rooms
 from ranvier.app.media import Media, build_media
+from ranvier.app.oauth import build_oauth, without_classic_auth
 from ranvier.app.push import Push, PushNotifierLink, build_push, build_push_core
 from ranvier.app.room_federation import FederationSeam, build_room_federation
 from ranvier.app.rooms import build_rooms, random_opaque_id
@@ -180,6 +181,12 @@ async def build_homeserver(
         hs.authenticator = accounts.authenticator
         hs.resources["client"].extend(accounts.endpoints())
         # --- end accounts ------------------------------------------------------------
+        # --- OAuth 2.0 API (issue #13): discovery, registration, grants, pages ---------
+        if config.oauth.enabled:
+            if not config.oauth.password_api:
+                hs.resources["client"] = without_classic_auth(hs.resources["client"])
+            hs.resources["client"].extend(build_oauth(config, db, clock, accounts))
+        # --- end OAuth 2.0 API ---------------------------------------------------------
         # --- rooms (issue #5): events, ingest pipeline, rooms, membership, directory --
         notifier = build_notifier(clock)
         push_link = PushNotifierLink()  # bound by "push, part 1" below
