@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
 import aiohttp
 
+from ranvier.util.clock import Clock
 from tests.helpers.accounts import PASSWORD, Api, accounts_server
 from tests.helpers.homeserver import TestHomeserver, _deep_merge
 
@@ -35,7 +36,11 @@ def free_port() -> int:
 
 @asynccontextmanager
 async def oauth_server(
-    tmp_path: Path, *, engine: str = "sqlite", overrides: JsonDict | None = None
+    tmp_path: Path,
+    *,
+    engine: str = "sqlite",
+    overrides: JsonDict | None = None,
+    clock: Clock | None = None,
 ) -> AsyncIterator[tuple[TestHomeserver, Api]]:
     port = free_port()
     base: JsonDict = {
@@ -50,7 +55,10 @@ async def oauth_server(
         ],
     }
     async with accounts_server(
-        tmp_path, engine=engine, overrides=_deep_merge(base, overrides or {})
+        tmp_path,
+        engine=engine,
+        overrides=_deep_merge(base, overrides or {}),
+        clock=clock,
     ) as (hs, api):
         yield hs, api
 
@@ -146,19 +154,23 @@ async def register_client(
 ) -> tuple[int, JsonDict]:
     async with api.session.get(api.base_url + "/_matrix/client/v1/auth_metadata") as r:
         meta = await r.json()
-    body = metadata or {
-        "client_name": "Test client",
-        "client_uri": CLIENT_URI,
-        "application_type": "native",
-        "redirect_uris": [REDIRECT_URI],
-        "grant_types": [
-            "authorization_code",
-            "refresh_token",
-            "urn:ietf:params:oauth:grant-type:device_code",
-        ],
-        "response_types": ["code"],
-        "token_endpoint_auth_method": "none",
-    }
+    body = (
+        metadata
+        if metadata is not None
+        else {
+            "client_name": "Test client",
+            "client_uri": CLIENT_URI,
+            "application_type": "native",
+            "redirect_uris": [REDIRECT_URI],
+            "grant_types": [
+                "authorization_code",
+                "refresh_token",
+                "urn:ietf:params:oauth:grant-type:device_code",
+            ],
+            "response_types": ["code"],
+            "token_endpoint_auth_method": "none",
+        }
+    )
     async with api.session.post(meta["registration_endpoint"], json=body) as r:
         return r.status, await r.json()
 
