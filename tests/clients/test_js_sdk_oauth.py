@@ -28,10 +28,10 @@ async def test_js_sdk_signs_up_through_oauth(
         start = await run_js_client("oauth_like_element.mjs", {**env, "STEP": "start"})
         assert start["issuer"] == api.base_url + "/"
         async with Browser.open(api.base_url) as browser:
-            status, page_url, html = await browser.go(start["url"])
+            _, page_url, html = await browser.go(start["url"])
             assert "Create account" in html
             values = {"username": "jess", "password": PASSWORD, "password2": PASSWORD}
-            status, page_url, html = await browser.submit(page_url, html, values)
+            _, page_url, html = await browser.submit(page_url, html, values)
             assert "Element (js-sdk test)" in html
             assert start["deviceId"] in html
             _status, target, _ = await browser.submit(page_url, html, {}, "allow")
