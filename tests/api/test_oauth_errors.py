@@ -487,3 +487,49 @@ async def test_garbage_never_500(tmp_path: Path) -> None:
                 "/account",
             ):
                 await _never_500(api, "GET", OAUTH + path + query)
+
+
+async def test_sign_up_with_registration_token_and_login_hint(
+    tmp_path: Path, db_engine: EngineName
+) -> None:
+    overrides = {"registration": {"enabled": True, "require_token": True}}
+    async with oauth_server(tmp_path, engine=db_engine, overrides=overrides) as (
+        hs,
+        api,
+    ):
+        accounts = hs.running.homeserver.accounts
+        assert accounts is not None
+        await accounts.registration.create_registration_token("team", uses_allowed=1)
+        _, client = await register_client(api)
+        verifier, challenge = pkce_pair()
+        hint = f"mxid:@judy:{hs.server_name}"
+        url = authorize_url(
+            api, client["client_id"], challenge, prompt="create", login_hint=hint
+        )
+        async with Browser.open(api.base_url) as browser:
+            status, _, html = await browser.go(url)
+            assert 'value="judy"' in html
+            params = await sign_up_and_consent(browser, url, "judy", token="team")
+        status, tokens = await token_request(
+            api,
+            {
+                "grant_type": "authorization_code",
+                "client_id": client["client_id"],
+                "code": params["code"],
+                "redirect_uri": REDIRECT_URI,
+                "code_verifier": verifier,
+            },
+        )
+        assert status == 200, tokens
+        row = await accounts.registration_store.get_registration_token("team")
+        assert row is not None
+        assert (row.pending, row.completed) == (0, 1)
+        # The token is used up: the next sign-up is refused.
+        async with Browser.open(api.base_url) as browser:
+            status, page_url, html = await browser.go(url)
+            values = {"username": "kyle", "password": PASSWORD, "password2": PASSWORD}
+            status, _, html = await browser.submit(
+                page_url, html, {**values, "token": "team"}
+            )
+            assert status == 400
+            assert "Invalid registration token" in html

@@ -79,6 +79,14 @@ def redirect_to_client(
     return str(add_params_to_uri(redirect_uri, params, fragment=mode == "fragment"))
 
 
+def _login_hint(value: str | None, server_name: str) -> str | None:
+    """The localpart of an MSC2964 `login_hint=mxid:@user:server` for this server."""
+    if not value or not value.startswith("mxid:@") or len(value) > 300:
+        return None
+    localpart, _, server = value[6:].partition(":")
+    return localpart if server == server_name and localpart else None
+
+
 def _safe_next(value: str | None) -> str:
     """Only our own pages may be a `next` target (no open redirect)."""
     if value and value.startswith(PREFIX + "/") and "//" not in value[1:]:
@@ -165,15 +173,21 @@ class OAuthPages:
             )
         request_id = await self._grants.create_request(checked)
         consent = f"{PREFIX}/consent?" + urlencode({"request": request_id})
+        target = {"next": consent}
+        hint = _login_hint(params.get("login_hint"), self._server_name)
+        if hint:
+            target["hint"] = hint
         if checked.prompt == "create":
-            return page.redirect(f"{PREFIX}/signup?" + urlencode({"next": consent}))
+            return page.redirect(f"{PREFIX}/signup?" + urlencode(target))
         if user_id is None or checked.prompt == "login":
-            return page.redirect(f"{PREFIX}/login?" + urlencode({"next": consent}))
+            return page.redirect(f"{PREFIX}/login?" + urlencode(target))
         return page.redirect(consent)
 
     # -- sign in / sign up -----------------------------------------------------------------
 
-    def _login_form(self, page: Page, next_url: str, error: str | None = None) -> str:
+    def _login_form(
+        self, page: Page, next_url: str, error: str | None = None, hint: str = ""
+    ) -> str:
         signup = (
             f'<p>No account? <a href="{PREFIX}/signup?{e(urlencode({"next": next_url}))}">'
             "Create one</a></p>"
@@ -185,7 +199,8 @@ class OAuthPages:
             + f'<form method="post" action="{PREFIX}/login">{page.csrf_input()}'
             f'<input type="hidden" name="next" value="{e(next_url)}">'
             '<label for="username">Username</label>'
-            '<input id="username" name="username" autocomplete="username" required>'
+            '<input id="username" name="username" autocomplete="username" required'
+            f' value="{e(hint)}">'
             '<label for="password">Password</label>'
             '<input id="password" name="password" type="password" '
             'autocomplete="current-password" required>'
@@ -195,7 +210,8 @@ class OAuthPages:
     async def get_login(self, req: MatrixRequest) -> web.StreamResponse:
         page = self._page(req)
         next_url = _safe_next(req.query.get("next"))
-        return page.render("Sign in", self._login_form(page, next_url))
+        hint = req.query.get("hint", "")[:255]
+        return page.render("Sign in", self._login_form(page, next_url, hint=hint))
 
     async def _signed_in(self, page: Page, user_id: str, next_url: str) -> web.Response:
         secret = await self._browsers.create(user_id)
@@ -219,7 +235,9 @@ class OAuthPages:
             status=401,
         )
 
-    def _signup_form(self, page: Page, next_url: str, error: str | None = None) -> str:
+    def _signup_form(
+        self, page: Page, next_url: str, error: str | None = None, hint: str = ""
+    ) -> str:
         token = (
             '<label for="token">Registration token</label>'
             '<input id="token" name="token" autocomplete="off" required>'
@@ -231,7 +249,8 @@ class OAuthPages:
             + f'<form method="post" action="{PREFIX}/signup">{page.csrf_input()}'
             f'<input type="hidden" name="next" value="{e(next_url)}">'
             '<label for="username">Username</label>'
-            '<input id="username" name="username" autocomplete="username" required>'
+            '<input id="username" name="username" autocomplete="username" required'
+            f' value="{e(hint)}">'
             '<label for="password">Password</label>'
             '<input id="password" name="password" type="password" '
             'autocomplete="new-password" required>'
@@ -253,7 +272,10 @@ class OAuthPages:
                 + self._login_form(page, next_url),
                 status=403,
             )
-        return page.render("Create account", self._signup_form(page, next_url))
+        hint = req.query.get("hint", "")[:255]
+        return page.render(
+            "Create account", self._signup_form(page, next_url, hint=hint)
+        )
 
     async def post_signup(self, req: MatrixRequest) -> web.StreamResponse:
         page = self._page(req)
