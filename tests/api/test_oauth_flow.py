@@ -367,3 +367,69 @@ async def test_device_grant_and_account_page(
             "GET", "/account/whoami", token=tokens["access_token"]
         )
         assert status == 401
+
+
+async def test_cross_signing_reset_with_m_oauth(
+    tmp_path: Path, db_engine: EngineName
+) -> None:
+    """MSC4312: an OAuth session replaces its cross-signing keys through the m.oauth
+    stage, approved on the account page; password tokens keep m.login.password."""
+    from tests.helpers.e2e import cross_signing_set
+    from tests.helpers.oauth import parse_forms
+
+    async with oauth_server(tmp_path, engine=db_engine) as (_hs, api):
+        status, client = await register_client(api)
+        verifier, challenge = pkce_pair()
+        user_id = api.user_id("lena")
+        async with Browser.open(api.base_url) as browser:
+            params = await sign_up_and_consent(
+                browser,
+                authorize_url(api, client["client_id"], challenge, prompt="create"),
+                "lena",
+            )
+            _, tokens = await token_request(
+                api,
+                {
+                    "grant_type": "authorization_code",
+                    "client_id": client["client_id"],
+                    "code": params["code"],
+                    "redirect_uri": REDIRECT_URI,
+                    "code_verifier": verifier,
+                },
+            )
+            token = tokens["access_token"]
+            path = "/keys/device_signing/upload"
+            first = cross_signing_set(user_id)
+            assert (await api.call("POST", path, token=token, json=first.body))[
+                0
+            ] == 200
+            second = cross_signing_set(user_id).body
+            status, uia = await api.call("POST", path, token=token, json=second)
+            assert status == 401, uia
+            assert uia["flows"] == [
+                {"stages": ["m.oauth"]},
+                {"stages": ["org.matrix.cross_signing_reset"]},
+            ]
+            url = uia["params"]["m.oauth"]["url"]
+            assert url.endswith("?action=org.matrix.cross_signing_reset")
+            # Retrying before approval (even naming the stage) asks again.
+            retry = {**second, "auth": {"type": "m.oauth", "session": uia["session"]}}
+            assert (await api.call("POST", path, token=token, json=retry))[0] == 401
+            # Password login tokens of the same user still get the password stage.
+            login = await api.login("lena")
+            status, pw = await api.call(
+                "POST", path, token=login["access_token"], json=second
+            )
+            assert pw["flows"] == [{"stages": ["m.login.password"]}]
+            # The user approves on the account page (already signed in there).
+            status, page_url, html = await browser.go(url)
+            assert "Reset your identity?" in html
+            status, _, html = await browser.submit(page_url, html, {})
+            assert "Reset allowed" in html
+            assert parse_forms(html) == []
+        retry = {**second, "auth": {"session": uia["session"]}}
+        status, body = await api.call("POST", path, token=token, json=retry)
+        assert status == 200, body
+        # The approval was used up.
+        third = cross_signing_set(user_id).body
+        assert (await api.call("POST", path, token=token, json=third))[0] == 401

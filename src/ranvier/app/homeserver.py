@@ -182,10 +182,13 @@ async def build_homeserver(
         hs.resources["client"].extend(accounts.endpoints())
         # --- end accounts ------------------------------------------------------------
         # --- OAuth 2.0 API (issue #13): discovery, registration, grants, pages ---------
-        if config.oauth.enabled:
+        oauth = (
+            build_oauth(config, db, clock, accounts) if config.oauth.enabled else None
+        )
+        if oauth is not None:
             if not config.oauth.password_api:
                 hs.resources["client"] = without_classic_auth(hs.resources["client"])
-            hs.resources["client"].extend(build_oauth(config, db, clock, accounts))
+            hs.resources["client"].extend(oauth.endpoints)
         # --- end OAuth 2.0 API ---------------------------------------------------------
         # --- rooms (issue #5): events, ingest pipeline, rooms, membership, directory --
         notifier = build_notifier(clock)
@@ -312,6 +315,7 @@ async def build_homeserver(
                 hs.federation.client if config.federation.enabled else None
             ),
             edus=SeamEdus(seam) if config.federation.enabled else None,
+            reset_gate=oauth.reset_gate if oauth is not None else None,
         )
         hs.resources["client"].extend(e2e.client_endpoints)
         hs.resources["federation"].extend(e2e.federation_endpoints)

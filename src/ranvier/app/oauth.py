@@ -4,7 +4,8 @@
 feature's services: sign-in checks passwords with the same `LoginService`, sign-up uses
 `RegistrationService` (so `registration.*` applies), ending a session deletes the device
 through `DeviceService` (E2E hooks follow), and the access tokens are ordinary
-`access_tokens` rows resolved by the accounts authenticator.
+`access_tokens` rows resolved by the accounts authenticator. The cross-signing reset
+gate (MSC4312) is handed to the E2E feature's `keys/device_signing/upload`.
 
 With `oauth.password_api: false` the classic `/login` and `/register` endpoints are not
 mounted (404 `M_UNRECOGNIZED`), as on a Synapse that delegates auth to MAS.
@@ -12,12 +13,15 @@ mounted (404 `M_UNRECOGNIZED`), as on a Synapse that delegates auth to MAS.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ranvier.api.http import Endpoint
-from ranvier.api.oauth.endpoints import OAuthEndpoints
+from ranvier.api.oauth.endpoints import OAuthEndpoints, issuer_urls
 from ranvier.api.oauth.pages import OAuthPages
 from ranvier.app.accounts import Accounts
 from ranvier.config.schema import HomeserverConfig
 from ranvier.services.oauth.browser import BrowserSessions
+from ranvier.services.oauth.cross_signing import CrossSigningResetGate
 from ranvier.services.oauth.grants import OAuthGrants
 from ranvier.storage.database import Database
 from ranvier.storage.stores.oauth import OAuthStore
@@ -26,11 +30,21 @@ from ranvier.util.clock import Clock
 _CLASSIC_AUTH_SUFFIXES = ("/login", "/register")
 
 
+@dataclass
+class OAuth:
+    endpoints: list[Endpoint]
+    # For `keys/device_signing/upload` (MSC4312), wired into the E2E feature.
+    reset_gate: CrossSigningResetGate
+
+
 def build_oauth(
     config: HomeserverConfig, db: Database, clock: Clock, accounts: Accounts
-) -> list[Endpoint]:
+) -> OAuth:
     store = OAuthStore(db)
     issuer = config.public_baseurl
+    reset_gate = CrossSigningResetGate(
+        store, clock, accounts.uia, issuer_urls(issuer)["account_management_uri"]
+    )
     grants = OAuthGrants(
         store,
         clock,
@@ -48,8 +62,12 @@ def build_oauth(
         browsers=BrowserSessions(store, clock),
         registration_enabled=config.registration.enabled,
         require_token=config.registration.require_token,
+        reset_approver=reset_gate,
     )
-    return [*OAuthEndpoints(issuer, grants).endpoints(), *pages.endpoints()]
+    return OAuth(
+        endpoints=[*OAuthEndpoints(issuer, grants).endpoints(), *pages.endpoints()],
+        reset_gate=reset_gate,
+    )
 
 
 def without_classic_auth(endpoints: list[Endpoint]) -> list[Endpoint]:

@@ -44,6 +44,8 @@ ACCOUNT_ACTIONS = (
     "org.matrix.devices_list",
     "org.matrix.device_view",
     "org.matrix.device_delete",
+    # MSC4312: approve replacing cross-signing keys.
+    "org.matrix.cross_signing_reset",
 )
 MAX_FORM_FIELDS = 32
 

@@ -7,6 +7,7 @@
     GET|POST  /_ranvier/oauth2/device             (RFC 8628 user code entry)
     GET       /_ranvier/oauth2/account            (account_management_uri, MSC4191)
     POST      /_ranvier/oauth2/account/end_session
+    POST      /_ranvier/oauth2/account/cross_signing_reset   (MSC4312)
     POST      /_ranvier/oauth2/logout
 
 Spec: OAuth 2.0 API > Authorization code grant; Account management (MSC4191). Sign-up
@@ -35,6 +36,7 @@ from ranvier.api.oauth.html import (
     source_of,
 )
 from ranvier.core.errors import MatrixError
+from ranvier.services.oauth.cross_signing import RESET_ACTION
 from ranvier.services.oauth.errors import OAuthError
 from ranvier.services.oauth.grants import OAuthGrants, RedirectError
 from ranvier.services.oauth.scopes import parse_scope
@@ -60,6 +62,10 @@ class Devices(Protocol):
     async def get_devices(self, user_id: str) -> list[DeviceRow]: ...
 
     async def delete_devices(self, user_id: str, device_ids: Sequence[str]) -> None: ...
+
+
+class ResetApprover(Protocol):
+    async def approve(self, user_id: str) -> None: ...
 
 
 class Browsers(Protocol):
@@ -107,6 +113,7 @@ class OAuthPages:
         browsers: Browsers,
         registration_enabled: bool,
         require_token: bool,
+        reset_approver: ResetApprover,
     ) -> None:
         self._server_name = server_name
         self._issuer_origin = source_of(issuer) or ""
@@ -118,6 +125,7 @@ class OAuthPages:
         self._browsers = browsers
         self._registration_enabled = registration_enabled
         self._require_token = require_token
+        self._reset_approver = reset_approver
 
     def _page(self, req: MatrixRequest) -> Page:
         return Page(req.raw, self._server_name, self._secure)
@@ -439,6 +447,16 @@ class OAuthPages:
             return page.redirect(
                 f"{PREFIX}/login?" + urlencode({"next": req.raw.path_qs})
             )
+        if req.query.get("action") == RESET_ACTION:
+            return page.render(
+                "Reset your identity?",
+                "<p>Allow an app signed in as <strong>"
+                f"{e(user_id)}</strong> to replace your cross-signing keys in the next "
+                "10 minutes. Do this only if you lost your recovery key and no other "
+                "device can verify you: other people will see a new identity.</p>"
+                f'<form method="post" action="{PREFIX}/account/cross_signing_reset">'
+                f"{page.csrf_input()}<button type=submit>Allow the reset</button></form>",
+            )
         only = req.query.get("device_id")
         devices = [
             d for d in await self._devices.get_devices(user_id)
@@ -471,6 +489,18 @@ class OAuthPages:
         await self._devices.delete_devices(user_id, [form["device_id"]])
         return page.redirect(f"{PREFIX}/account")
 
+    async def cross_signing_reset(self, req: MatrixRequest) -> web.StreamResponse:
+        page = self._page(req)
+        form = await self._form(req, page)
+        user_id = await self._user(req)
+        if form is None or user_id is None:
+            return error_page(page, "The form expired; go back and try again.", 403)
+        await self._reset_approver.approve(user_id)
+        return page.render(
+            "Reset allowed",
+            "<p>Go back to the app to finish resetting your identity.</p>",
+        )
+
     async def logout(self, req: MatrixRequest) -> web.StreamResponse:
         page = self._page(req)
         if await self._form(req, page) is None:
@@ -500,5 +530,11 @@ class OAuthPages:
             ep("POST", "/device", self.post_device, "default"),
             ep("GET", "/account", self.get_account),
             ep("POST", "/account/end_session", self.end_session, "default"),
+            ep(
+                "POST",
+                "/account/cross_signing_reset",
+                self.cross_signing_reset,
+                "default",
+            ),
             ep("POST", "/logout", self.logout),
         ]

@@ -83,3 +83,10 @@ CREATE TABLE oauth_browser_sessions (
     expires_ts BIGINT NOT NULL
 );
 CREATE INDEX oauth_browser_sessions_expiry_idx ON oauth_browser_sessions (expires_ts);
+
+-- MSC4312: the user approved, on the account page, replacing their cross-signing keys;
+-- an OAuth client's next `keys/device_signing/upload` before `expires_ts` needs no UIA.
+CREATE TABLE oauth_cross_signing_resets (
+    user_id TEXT PRIMARY KEY,
+    expires_ts BIGINT NOT NULL
+);

@@ -216,6 +216,23 @@ class OAuthStore:
             "oauth_poll_device_grant", _poll_device_grant_txn, device_code_hash, now
         )
 
+    # -- cross-signing reset approval (MSC4312) ----------------------------------------------
+
+    async def is_oauth_access_token(self, token_id: int) -> bool:
+        return await self._db.run_read_txn(
+            "oauth_is_oauth_token", _is_oauth_token_txn, token_id
+        )
+
+    async def approve_cross_signing_reset(self, user_id: str, expires_ts: int) -> None:
+        await self._db.run_txn(
+            "oauth_approve_xsign_reset", _approve_reset_txn, user_id, expires_ts
+        )
+
+    async def consume_cross_signing_reset(self, user_id: str, now: int) -> bool:
+        return await self._db.run_txn(
+            "oauth_consume_xsign_reset", _consume_reset_txn, user_id, now
+        )
+
     # -- browser sessions ------------------------------------------------------------------
 
     async def create_browser_session(
@@ -606,6 +623,32 @@ def _poll_device_grant_txn(
         (status, now, device_code_hash),
     )
     return grant
+
+
+# -- cross-signing reset approval ------------------------------------------------------
+
+
+def _is_oauth_token_txn(txn: Txn, token_id: int) -> bool:
+    txn.execute("SELECT 1 FROM oauth_sessions WHERE access_token_id = ?", (token_id,))
+    return txn.fetchone() is not None
+
+
+def _approve_reset_txn(txn: Txn, user_id: str, expires_ts: int) -> None:
+    txn.execute(
+        "INSERT INTO oauth_cross_signing_resets (user_id, expires_ts) VALUES (?, ?)"
+        " ON CONFLICT (user_id) DO UPDATE SET expires_ts = excluded.expires_ts",
+        (user_id, expires_ts),
+    )
+
+
+def _consume_reset_txn(txn: Txn, user_id: str, now: int) -> bool:
+    txn.execute(
+        "DELETE FROM oauth_cross_signing_resets WHERE user_id = ? AND expires_ts > ?",
+        (user_id, now),
+    )
+    approved = txn.rowcount == 1
+    txn.execute("DELETE FROM oauth_cross_signing_resets WHERE user_id = ?", (user_id,))
+    return approved
 
 
 # -- browser sessions ---------------------------------------------------------------------
