@@ -433,3 +433,37 @@ async def test_cross_signing_reset_with_m_oauth(
         # The approval was used up.
         third = cross_signing_set(user_id).body
         assert (await api.call("POST", path, token=token, json=third))[0] == 401
+
+
+async def test_account_page_password_change(tmp_path: Path) -> None:
+    from tests.helpers.oauth import parse_forms
+
+    async with oauth_server(tmp_path) as (_hs, api):
+        await api.register("mona")
+        account = api.base_url + "/_ranvier/oauth2/account"
+        async with Browser.open(api.base_url) as browser:
+            status, page_url, html = await browser.go(account)
+            status, page_url, html = await browser.submit(
+                page_url, html, {"username": "mona", "password": PASSWORD}
+            )
+            assert "Your sessions" in html
+            form = next(
+                f for f in parse_forms(html) if f.action.endswith("/account/password")
+            )
+            new = "a much newer passphrase"
+            fields = {**form.fields, "password": new, "password2": new}
+            status, _, html = await browser.go(
+                api.base_url + form.action, data={**fields, "current": "wrong"}
+            )
+            assert status == 401
+            status, _, html = await browser.go(
+                api.base_url + form.action, data={**fields, "current": PASSWORD}
+            )
+            assert (status, "Password changed" in html) == (200, True)
+        status, _ = await api.call(
+            "POST",
+            "/login",
+            json={"type": "m.login.password", "user": "mona", "password": PASSWORD},
+        )
+        assert status == 403
+        assert (await api.login("mona", new))["user_id"] == api.user_id("mona")

@@ -8,6 +8,7 @@
     GET       /_ranvier/oauth2/account            (account_management_uri, MSC4191)
     POST      /_ranvier/oauth2/account/end_session
     POST      /_ranvier/oauth2/account/cross_signing_reset   (MSC4312)
+    POST      /_ranvier/oauth2/account/password
     POST      /_ranvier/oauth2/logout
 
 Spec: OAuth 2.0 API > Authorization code grant; Account management (MSC4191). Sign-up
@@ -36,6 +37,7 @@ from ranvier.api.oauth.html import (
     source_of,
 )
 from ranvier.core.errors import MatrixError
+from ranvier.services.accounts.sessions import TokenOwner
 from ranvier.services.oauth.cross_signing import RESET_ACTION
 from ranvier.services.oauth.errors import OAuthError
 from ranvier.services.oauth.grants import OAuthGrants, RedirectError
@@ -62,6 +64,10 @@ class Devices(Protocol):
     async def get_devices(self, user_id: str) -> list[DeviceRow]: ...
 
     async def delete_devices(self, user_id: str, device_ids: Sequence[str]) -> None: ...
+
+    async def change_password(
+        self, owner: TokenOwner, new_password: str, *, logout_devices: bool
+    ) -> None: ...
 
 
 class ResetApprover(Protocol):
@@ -475,6 +481,18 @@ class OAuthPages:
             "Your sessions",
             f"<p>Signed in as <strong>{e(user_id)}</strong>.</p>"
             f"<ul>{items or '<li>No sessions.</li>'}</ul>"
+            "<h2>Change password</h2>"
+            f'<form method="post" action="{PREFIX}/account/password">'
+            f"{page.csrf_input()}"
+            '<label for="current">Current password</label><input id="current" '
+            'name="current" type="password" autocomplete="current-password" required>'
+            '<label for="password">New password</label><input id="password" '
+            'name="password" type="password" autocomplete="new-password" required>'
+            '<label for="password2">Repeat the new password</label><input '
+            'id="password2" name="password2" type="password" '
+            'autocomplete="new-password" required>'
+            '<label><input type="checkbox" name="logout" value="1"> Sign out every '
+            "session</label><button type=submit>Change password</button></form>"
             f'<form method="post" action="{PREFIX}/logout">{page.csrf_input()}'
             '<button type=submit class="secondary">Sign out of this browser</button>'
             "</form>",
@@ -488,6 +506,27 @@ class OAuthPages:
             return error_page(page, "The form expired; go back and try again.", 403)
         await self._devices.delete_devices(user_id, [form["device_id"]])
         return page.redirect(f"{PREFIX}/account")
+
+    async def change_password(self, req: MatrixRequest) -> web.StreamResponse:
+        page = self._page(req)
+        form = await self._form(req, page)
+        user_id = await self._user(req)
+        if form is None or user_id is None:
+            return error_page(page, "The form expired; go back and try again.", 403)
+        user = await self._login.find_user(user_id)
+        if not await self._login.check_password(user, form.get("current", "")):
+            return error_page(page, "The current password is wrong.", 401)
+        if form.get("password", "") != form.get("password2", ""):
+            return error_page(page, "The new passwords differ.")
+        try:
+            await self._devices.change_password(
+                TokenOwner(user_id, "", False, -1),
+                form.get("password", ""),
+                logout_devices=form.get("logout") == "1",
+            )
+        except MatrixError as err:
+            return error_page(page, err.message)
+        return page.render("Password changed", "<p>Your password was changed.</p>")
 
     async def cross_signing_reset(self, req: MatrixRequest) -> web.StreamResponse:
         page = self._page(req)
@@ -536,5 +575,6 @@ class OAuthPages:
                 self.cross_signing_reset,
                 "default",
             ),
+            ep("POST", "/account/password", self.change_password, "login"),
             ep("POST", "/logout", self.logout),
         ]
