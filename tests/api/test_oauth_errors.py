@@ -533,3 +533,49 @@ async def test_sign_up_with_registration_token_and_login_hint(
             )
             assert status == 400
             assert "Invalid registration token" in html
+
+
+async def test_web_client_with_default_grant_types_refreshes(tmp_path: Path) -> None:
+    async with oauth_server(tmp_path) as (_hs, api):
+        web_redirect = "https://app.client.example.org/callback"
+        status, client = await register_client(
+            api, {"client_uri": CLIENT_URI, "redirect_uris": [web_redirect]}
+        )
+        assert status == 201, client
+        assert client["grant_types"] == ["authorization_code"]
+        verifier, challenge = pkce_pair()
+        url = authorize_url(
+            api, client["client_id"], challenge, prompt="create",
+            redirect_uri=web_redirect,
+        )  # fmt: skip
+        async with Browser.open(api.base_url) as browser:
+            status, page_url, html = await browser.go(url)
+            values = {"username": "nina", "password": PASSWORD, "password2": PASSWORD}
+            status, page_url, html = await browser.submit(page_url, html, values)
+            # The consent form may post to the client's redirect origin afterwards.
+            async with browser.session.get(page_url) as r:
+                assert (
+                    "https://app.client.example.org"
+                    in r.headers["Content-Security-Policy"]
+                )
+            status, target, _ = await browser.submit(page_url, html, {}, "allow")
+        assert target.startswith(web_redirect + "?")
+        code = callback_params(target)["code"]
+        status, tokens = await token_request(
+            api,
+            {"grant_type": "authorization_code", "client_id": client["client_id"],
+             "code": code, "redirect_uri": web_redirect, "code_verifier": verifier},
+        )  # fmt: skip
+        assert status == 200, tokens
+        status, body = await token_request(
+            api,
+            {"grant_type": "refresh_token", "client_id": client["client_id"],
+             "refresh_token": tokens["refresh_token"]},
+        )  # fmt: skip
+        assert status == 200, body
+        # The device grant was not registered.
+        async with api.session.post(
+            api.base_url + OAUTH + "/device_authorization",
+            data={"client_id": client["client_id"], "scope": "urn:matrix:client:api:*"},
+        ) as r:
+            assert (await r.json())["error"] == "unauthorized_client"

@@ -294,14 +294,14 @@ class OAuthGrants:
         client_id = form.get("client_id")
         client = await self.get_client(client_id)
         assert client_id is not None
-        if grant_type not in client.grant_types or grant_type not in (
-            AUTHORIZATION_CODE, REFRESH_TOKEN, DEVICE_CODE,
-        ):  # fmt: skip
-            if grant_type in (AUTHORIZATION_CODE, REFRESH_TOKEN, DEVICE_CODE):
-                raise OAuthError(
-                    "unauthorized_client", f"The client did not register {grant_type}."
-                )
+        if grant_type not in (AUTHORIZATION_CODE, REFRESH_TOKEN, DEVICE_CODE):
             raise OAuthError("unsupported_grant_type", "Unsupported grant_type.")
+        # Refresh tokens come with every grant (the spec's clients always use them),
+        # also for clients that registered only the RFC 7591 default grant_types.
+        if grant_type != REFRESH_TOKEN and grant_type not in client.grant_types:
+            raise OAuthError(
+                "unauthorized_client", f"The client did not register {grant_type}."
+            )
         if grant_type == AUTHORIZATION_CODE:
             return await self._code_grant(client_id, form, client_ip)
         if grant_type == REFRESH_TOKEN:
