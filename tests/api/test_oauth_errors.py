@@ -444,7 +444,9 @@ async def test_sign_up_disabled(tmp_path: Path) -> None:
 
 
 async def _never_500(api: Api, method: str, path: str, **kwargs: Any) -> None:
-    async with api.session.request(method, api.base_url + path, **kwargs) as r:
+    async with api.session.request(
+        method, api.base_url + path, allow_redirects=False, **kwargs
+    ) as r:
         assert r.status < 500, (method, path, kwargs, await r.text())
 
 
@@ -457,6 +459,33 @@ async def test_garbage_never_500(tmp_path: Path) -> None:
             {"json": {"client_id": ["x"]}},
             {"data": b"x" * 10, "headers": {"Content-Type": "multipart/form-data"}},
         ]
+        for value in ("%ED%A0%80", "%FF", "%C0%80"):
+            body = "&".join(
+                f"{k}={value}"
+                for k in ("grant_type", "client_id", "code", "code_verifier", "token",
+                          "refresh_token", "device_code", "scope", "csrf", "username",
+                          "password", "next", "request", "user_code", "device_id")
+            )  # fmt: skip
+            junk.append(
+                {
+                    "data": body,
+                    "headers": {"Content-Type": "application/x-www-form-urlencoded"},
+                }
+            )
+        _, client = await register_client(api)
+        for grant in ("authorization_code", "refresh_token",
+                      "urn:ietf:params:oauth:grant-type:device_code"):  # fmt: skip
+            for value in ("%ED%A0%80", "%FF"):
+                junk.append(
+                    {
+                        "data": f"grant_type={grant}&client_id={client['client_id']}"
+                        f"&code={value}&code_verifier={value}&refresh_token={value}"
+                        f"&device_code={value}&redirect_uri={value}",
+                        "headers": {
+                            "Content-Type": "application/x-www-form-urlencoded"
+                        },
+                    }
+                )
         for path in (
             "/token",
             "/revoke",
@@ -472,6 +501,10 @@ async def test_garbage_never_500(tmp_path: Path) -> None:
             for kwargs in junk:
                 await _never_500(api, "POST", OAUTH + path, **kwargs)
         for query in (
+            "?client_id=%ED%A0%80&redirect_uri=%FF&scope=%ED%A0%80",
+            f"?client_id={client['client_id']}&redirect_uri={REDIRECT_URI}"
+            "&response_type=code&code_challenge=%ED%A0%80&state=%ED%A0%80",
+            "?user_code=%ED%A0%80&request=%ED%A0%80&next=%ED%A0%80&hint=%ED%A0%80",
             "?client_id=%00",
             "?client_id=" + "x" * 5000,
             "?user_code=%FF",

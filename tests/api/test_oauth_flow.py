@@ -154,6 +154,8 @@ async def test_sign_up_code_grant_refresh_and_logout(
         }
         status, _sync = await api.call("GET", "/sync?timeout=0", token=access)
         assert status == 200
+        status, device = await api.call("GET", "/devices/OAUTHDEV01", token=access)
+        assert (status, device["display_name"]) == (200, "Test client")
         # The account also signs in with its password (classic API still on).
         assert (await api.login("alice"))["user_id"] == api.user_id("alice")
 

@@ -188,6 +188,13 @@ class OAuthGrants:
             raise invalid_client()
         return ClientMetadata.from_document(orjson.loads(row.metadata))
 
+    async def _client_name(self, client_id: str) -> str | None:
+        try:
+            name = (await self.get_client(client_id)).client_name
+        except OAuthError:
+            return None
+        return None if name is None else name[:100]
+
     # -- authorization endpoint ----------------------------------------------------------
 
     async def check_authorization(self, params: dict[str, str]) -> AuthorizationParams:
@@ -369,6 +376,7 @@ class OAuthGrants:
                 refresh_token_hash=hash_token(refresh),
                 client_ip=client_ip,
                 now=now,
+                device_display_name=await self._client_name(client_id),
             )
         )
         if replaced:

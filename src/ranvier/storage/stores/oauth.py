@@ -58,6 +58,8 @@ class NewSession:
     refresh_token_hash: str
     client_ip: str | None
     now: int
+    # For a new device: the client's name, as the sessions list shows it.
+    device_display_name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -421,9 +423,16 @@ def _create_session_txn(txn: Txn, new: NewSession) -> list[str]:
         _delete_session_rows_txn(txn, session_id)
     txn.execute(
         "INSERT INTO devices (user_id, device_id, display_name, last_seen_ip, last_seen_ts,"
-        " created_ts) VALUES (?, ?, NULL, ?, ?, ?) ON CONFLICT (user_id, device_id) DO UPDATE"
+        " created_ts) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (user_id, device_id) DO UPDATE"
         " SET last_seen_ip = excluded.last_seen_ip, last_seen_ts = excluded.last_seen_ts",
-        (new.user_id, new.device_id, new.client_ip, new.now, new.now),
+        (
+            new.user_id,
+            new.device_id,
+            new.device_display_name,
+            new.client_ip,
+            new.now,
+            new.now,
+        ),
     )
     access_id = _insert_access_token_txn(
         txn, new.access_token_hash, new.user_id, new.device_id,
