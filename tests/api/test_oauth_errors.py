@@ -432,6 +432,10 @@ async def test_pages_refuse_forged_forms_and_follow_registration_config(
 async def test_sign_up_disabled(tmp_path: Path) -> None:
     overrides = {"registration": {"enabled": False}}
     async with oauth_server(tmp_path, overrides=overrides) as (_hs, api):
+        async with api.session.get(
+            api.base_url + "/_matrix/client/v1/auth_metadata"
+        ) as r:
+            assert (await r.json())["prompt_values_supported"] == []
         _, client = await register_client(api)
         _, challenge = pkce_pair()
         async with Browser.open(api.base_url) as browser:

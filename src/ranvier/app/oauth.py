@@ -65,7 +65,12 @@ def build_oauth(
         reset_approver=reset_gate,
     )
     return OAuth(
-        endpoints=[*OAuthEndpoints(issuer, grants).endpoints(), *pages.endpoints()],
+        endpoints=[
+            *OAuthEndpoints(
+                issuer, grants, sign_up=config.registration.enabled
+            ).endpoints(),
+            *pages.endpoints(),
+        ],
         reset_gate=reset_gate,
     )
 

@@ -63,8 +63,9 @@ def issuer_urls(issuer: str) -> dict[str, str]:
     }
 
 
-def server_metadata(issuer: str) -> dict[str, Any]:
-    """RFC 8414 metadata with the Matrix extensions (MSC2965, MSC4191)."""
+def server_metadata(issuer: str, *, sign_up: bool) -> dict[str, Any]:
+    """RFC 8414 metadata with the Matrix extensions (MSC2965, MSC4191). `create` is
+    offered only when `registration.enabled` (clients show "Create account" for it)."""
     urls = issuer_urls(issuer)
     return {
         "issuer": issuer,
@@ -80,7 +81,7 @@ def server_metadata(issuer: str) -> dict[str, Any]:
         "token_endpoint_auth_methods_supported": ["none"],
         "revocation_endpoint_auth_methods_supported": ["none"],
         "scopes_supported": ["openid", "urn:matrix:client:api:*"],
-        "prompt_values_supported": ["create"],
+        "prompt_values_supported": ["create"] if sign_up else [],
         "account_management_uri": urls["account_management_uri"],
         "account_management_actions_supported": list(ACCOUNT_ACTIONS),
     }
@@ -137,10 +138,10 @@ def basic_client_id(req: MatrixRequest, form: dict[str, str]) -> None:
 
 
 class OAuthEndpoints:
-    def __init__(self, issuer: str, grants: OAuthGrants) -> None:
+    def __init__(self, issuer: str, grants: OAuthGrants, *, sign_up: bool) -> None:
         self._issuer = issuer
         self._grants = grants
-        self._metadata = server_metadata(issuer)
+        self._metadata = server_metadata(issuer, sign_up=sign_up)
 
     async def get_metadata(self, _req: MatrixRequest) -> web.Response:
         return oauth_json(self._metadata)
