@@ -469,3 +469,48 @@ async def test_account_page_password_change(tmp_path: Path) -> None:
         )
         assert status == 403
         assert (await api.login("mona", new))["user_id"] == api.user_id("mona")
+
+
+async def test_openid_scope_gets_a_verifiable_id_token(
+    tmp_path: Path, db_engine: EngineName
+) -> None:
+    from joserfc import jwt
+    from joserfc.jwk import KeySet
+
+    async with oauth_server(tmp_path, engine=db_engine) as (_hs, api):
+        status, client = await register_client(api)
+        verifier, challenge = pkce_pair()
+        scope = "openid urn:matrix:client:api:* urn:matrix:client:device:IDTOKENDEV"
+        async with Browser.open(api.base_url) as browser:
+            params = await sign_up_and_consent(
+                browser,
+                authorize_url(
+                    api, client["client_id"], challenge, prompt="create",
+                    scope=scope, nonce="n-0nce",
+                ),
+                "pia",
+            )  # fmt: skip
+        status, tokens = await token_request(
+            api,
+            {
+                "grant_type": "authorization_code",
+                "client_id": client["client_id"],
+                "code": params["code"],
+                "redirect_uri": REDIRECT_URI,
+                "code_verifier": verifier,
+            },
+        )
+        assert status == 200, tokens
+        _, meta = await _get(api, "/.well-known/openid-configuration")
+        async with api.session.get(meta["jwks_uri"]) as r:
+            jwks = await r.json()
+        assert all("d" not in key for key in jwks["keys"])
+        token = jwt.decode(tokens["id_token"], KeySet.import_key_set(jwks))
+        assert token.header["alg"] == "RS256"
+        assert token.claims["iss"] == meta["issuer"]
+        assert token.claims["sub"] == api.user_id("pia")
+        assert token.claims["aud"] == client["client_id"]
+        assert token.claims["nonce"] == "n-0nce"
+        # Without `openid`, no ID token.
+        _client_id, plain = await _code_flow(api, "quinn")
+        assert "id_token" not in plain

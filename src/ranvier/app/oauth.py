@@ -23,6 +23,7 @@ from ranvier.config.schema import HomeserverConfig
 from ranvier.services.oauth.browser import BrowserSessions
 from ranvier.services.oauth.cross_signing import CrossSigningResetGate
 from ranvier.services.oauth.grants import OAuthGrants
+from ranvier.services.oauth.id_tokens import IdTokenSigner
 from ranvier.storage.database import Database
 from ranvier.storage.stores.oauth import OAuthStore
 from ranvier.util.clock import Clock
@@ -42,6 +43,7 @@ def build_oauth(
 ) -> OAuth:
     store = OAuthStore(db)
     issuer = config.public_baseurl
+    id_tokens = IdTokenSigner(store, clock, issuer)
     reset_gate = CrossSigningResetGate(
         store, clock, accounts.uia, issuer_urls(issuer)["account_management_uri"]
     )
@@ -51,6 +53,7 @@ def build_oauth(
         accounts.devices,
         accounts.sessions,
         access_token_lifetime_ms=config.oauth.access_token_lifetime * 1000,
+        id_tokens=id_tokens,
     )
     pages = OAuthPages(
         server_name=config.server_name,
@@ -67,7 +70,7 @@ def build_oauth(
     return OAuth(
         endpoints=[
             *OAuthEndpoints(
-                issuer, grants, sign_up=config.registration.enabled
+                issuer, grants, id_tokens, sign_up=config.registration.enabled
             ).endpoints(),
             *pages.endpoints(),
         ],

@@ -5,6 +5,7 @@
     GET  /_matrix/client/unstable/org.matrix.msc2965/auth_issuer
     GET  /.well-known/openid-configuration            (at the issuer)
     GET  /.well-known/oauth-authorization-server      (RFC 8414, at the issuer)
+    GET  /_ranvier/oauth2/keys.json                   (JWKS for ID tokens)
     POST /_ranvier/oauth2/registration                (RFC 7591, JSON)
     POST /_ranvier/oauth2/token                       (form: code, refresh, device grants)
     POST /_ranvier/oauth2/revoke                      (RFC 7009, form)
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from aiohttp import web
@@ -59,6 +60,7 @@ def issuer_urls(issuer: str) -> dict[str, str]:
         "revocation_endpoint": f"{base}/revoke",
         "device_authorization_endpoint": f"{base}/device_authorization",
         "account_management_uri": f"{base}/account",
+        "jwks_uri": f"{base}/keys.json",
         "device_verification_uri": f"{base}/device",
     }
 
@@ -81,6 +83,10 @@ def server_metadata(issuer: str, *, sign_up: bool) -> dict[str, Any]:
         "token_endpoint_auth_methods_supported": ["none"],
         "revocation_endpoint_auth_methods_supported": ["none"],
         "scopes_supported": ["openid", "urn:matrix:client:api:*"],
+        # OpenID Connect Discovery: ID tokens for the `openid` scope.
+        "jwks_uri": urls["jwks_uri"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "subject_types_supported": ["public"],
         "prompt_values_supported": ["create"] if sign_up else [],
         "account_management_uri": urls["account_management_uri"],
         "account_management_actions_supported": list(ACCOUNT_ACTIONS),
@@ -137,14 +143,24 @@ def basic_client_id(req: MatrixRequest, form: dict[str, str]) -> None:
         raise OAuthError("invalid_client", "Conflicting client_id.", 401)
 
 
+class Jwks(Protocol):
+    async def jwks(self) -> dict[str, Any]: ...
+
+
 class OAuthEndpoints:
-    def __init__(self, issuer: str, grants: OAuthGrants, *, sign_up: bool) -> None:
+    def __init__(
+        self, issuer: str, grants: OAuthGrants, id_tokens: Jwks, *, sign_up: bool
+    ) -> None:
         self._issuer = issuer
         self._grants = grants
+        self._id_tokens = id_tokens
         self._metadata = server_metadata(issuer, sign_up=sign_up)
 
     async def get_metadata(self, _req: MatrixRequest) -> web.Response:
         return oauth_json(self._metadata)
+
+    async def get_jwks(self, _req: MatrixRequest) -> web.Response:
+        return oauth_json(await self._id_tokens.jwks())
 
     async def get_issuer(self, _req: MatrixRequest) -> dict[str, Any]:
         return {"issuer": self._issuer}
@@ -209,6 +225,9 @@ class OAuthEndpoints:
         )
         return [
             Endpoint("GET", metadata_paths, self.get_metadata, auth=AuthMode.NONE),
+            Endpoint(
+                "GET", (f"{PREFIX}/keys.json",), self.get_jwks, auth=AuthMode.NONE
+            ),
             Endpoint(
                 "GET",
                 ("/_matrix/client/unstable/org.matrix.msc2965/auth_issuer",),

@@ -51,7 +51,12 @@ from ranvier.services.oauth.errors import (
     invalid_grant,
     invalid_request,
 )
-from ranvier.services.oauth.scopes import MatrixScope, parse_scope, with_device
+from ranvier.services.oauth.scopes import (
+    OPENID,
+    MatrixScope,
+    parse_scope,
+    with_device,
+)
 from ranvier.storage.stores.oauth import (
     AuthorizationRequestRow,
     ClientRow,
@@ -88,6 +93,12 @@ class TokenCache(Protocol):
     def invalidate_user(self, user_id: str) -> None: ...
 
 
+class IdTokens(Protocol):
+    async def sign(
+        self, *, user_id: str, client_id: str, nonce: str | None, access_token: str
+    ) -> str: ...
+
+
 @dataclass(frozen=True, slots=True)
 class AuthorizationParams:
     """A validated `GET /authorize` request."""
@@ -122,15 +133,19 @@ class TokenResponse:
     refresh_token: str
     expires_in: int
     scope: str
+    id_token: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "access_token": self.access_token,
             "token_type": "Bearer",
             "expires_in": self.expires_in,
             "refresh_token": self.refresh_token,
             "scope": self.scope,
         }
+        if self.id_token is not None:
+            out["id_token"] = self.id_token
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,12 +173,14 @@ class OAuthGrants:
         tokens: TokenCache,
         *,
         access_token_lifetime_ms: int,
+        id_tokens: IdTokens | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
         self._devices = devices
         self._tokens = tokens
         self._access_lifetime_ms = access_token_lifetime_ms
+        self._id_tokens = id_tokens
 
     # -- clients -------------------------------------------------------------------------
 
@@ -347,7 +364,7 @@ class OAuthGrants:
             raise invalid_grant("The PKCE code_verifier does not match.")
         return await self.create_session(
             session_id, client_id, request.user_id, parse_scope(request.scope),
-            client_ip,
+            client_ip, nonce=request.nonce,
         )  # fmt: skip
 
     async def create_session(
@@ -357,8 +374,11 @@ class OAuthGrants:
         user_id: str,
         scope: MatrixScope,
         client_ip: str | None,
+        *,
+        nonce: str | None = None,
     ) -> TokenResponse:
-        """Log `user_id` in on the scope's device (created, or reused with that ID)."""
+        """Log `user_id` in on the scope's device (created, or reused with that ID);
+        with the `openid` scope the answer carries an ID token."""
         device_id = scope.device_id or generate_device_id()
         granted = with_device(scope, device_id)
         access = generate_token(ACCESS_TOKEN_PREFIX)
@@ -381,7 +401,14 @@ class OAuthGrants:
         )
         if replaced:
             self._tokens.invalidate_user(user_id)
-        return TokenResponse(access, refresh, self._access_lifetime_ms // 1000, granted)
+        id_token = None
+        if self._id_tokens is not None and OPENID in granted.split(" "):
+            id_token = await self._id_tokens.sign(
+                user_id=user_id, client_id=client_id, nonce=nonce, access_token=access
+            )
+        return TokenResponse(
+            access, refresh, self._access_lifetime_ms // 1000, granted, id_token
+        )
 
     async def _refresh_grant(
         self, client_id: str, form: dict[str, str]

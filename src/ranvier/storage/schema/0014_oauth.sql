@@ -90,3 +90,11 @@ CREATE TABLE oauth_cross_signing_resets (
     user_id TEXT PRIMARY KEY,
     expires_ts BIGINT NOT NULL
 );
+
+-- The RS256 key signing ID tokens (the `openid` scope), as a private JWK; generated on
+-- first use. Not a hash: it must sign.
+CREATE TABLE oauth_signing_keys (
+    kid TEXT PRIMARY KEY,
+    private_jwk TEXT NOT NULL,
+    created_ts BIGINT NOT NULL
+);

@@ -218,6 +218,16 @@ class OAuthStore:
             "oauth_poll_device_grant", _poll_device_grant_txn, device_code_hash, now
         )
 
+    # -- ID token signing key ----------------------------------------------------------------
+
+    async def get_or_create_signing_key(
+        self, kid: str, private_jwk: str, now: int
+    ) -> tuple[str, str]:
+        """The stored (kid, private JWK); stores the given one if there is none yet."""
+        return await self._db.run_txn(
+            "oauth_signing_key", _signing_key_txn, kid, private_jwk, now
+        )
+
     # -- cross-signing reset approval (MSC4312) ----------------------------------------------
 
     async def is_oauth_access_token(self, token_id: int) -> bool:
@@ -632,6 +642,21 @@ def _poll_device_grant_txn(
         (status, now, device_code_hash),
     )
     return grant
+
+
+# -- signing key ---------------------------------------------------------------------------
+
+
+def _signing_key_txn(txn: Txn, kid: str, private_jwk: str, now: int) -> tuple[str, str]:
+    txn.execute("SELECT kid, private_jwk FROM oauth_signing_keys ORDER BY created_ts")
+    row = txn.fetchone()
+    if row is not None:
+        return str(row[0]), str(row[1])
+    txn.execute(
+        "INSERT INTO oauth_signing_keys (kid, private_jwk, created_ts) VALUES (?, ?, ?)",
+        (kid, private_jwk, now),
+    )
+    return kid, private_jwk
 
 
 # -- cross-signing reset approval ------------------------------------------------------
