@@ -151,6 +151,7 @@ async def test_authorize_errors(tmp_path: Path) -> None:
                     api, client_id, challenge, redirect_uri=REDIRECT_URI + "x"
                 ),
                 api.base_url + OAUTH + "/authorize",
+                authorize_url(api, client_id, challenge) + "&state=again",
             ):
                 status, _, html = await browser.go(url)
                 assert status == 400, url

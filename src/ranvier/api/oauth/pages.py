@@ -163,7 +163,11 @@ class OAuthPages:
 
     async def authorize(self, req: MatrixRequest) -> web.StreamResponse:
         page = self._page(req)
-        params = {k: v for k, v in req.query.items() if "\x00" not in v}
+        if len(set(req.query.keys())) != len(req.query):
+            # RFC 6749 3.1: parameters must not repeat; which one to trust is unknown,
+            # so the redirect URI is not trusted either.
+            return error_page(page, "A parameter was given more than once.")
+        params = dict(req.query.items())
         try:
             checked = await self._grants.check_authorization(params)
         except OAuthError as err:
