@@ -413,6 +413,17 @@ async def test_pages_refuse_forged_forms_and_follow_registration_config(
             assert "The passwords differ" in html
             # Without the CSRF token (or with another one) the form is refused.
             form_html = html
+            # A cross-site POST (another Origin) is refused even with the token.
+            from tests.helpers.oauth import parse_forms
+
+            form = next(f for f in parse_forms(form_html) if f.method == "post")
+            async with browser.session.post(
+                api.base_url + form.action,
+                data={**form.fields, **values, "token": "t"},
+                headers={"Origin": "https://evil.example"},
+                allow_redirects=False,
+            ) as r:
+                assert r.status == 403
             for csrf in ("", "forged"):
                 status, _, html = await browser.submit(
                     page_url, form_html, {**values, "csrf": csrf, "token": "t"}

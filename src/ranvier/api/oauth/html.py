@@ -5,7 +5,7 @@ page is the one exception, allowed by origin). Every page carries a strict
 Content-Security-Policy (inline style allowed by hash only, `frame-ancestors 'none'`),
 `X-Frame-Options: DENY` and `no-store`. Forms are protected by a double-submit CSRF
 token (a `SameSite=Lax` cookie whose value every form repeats) and by checking the
-`Origin` header when the browser sends one.
+`Origin` header against the issuer's origin when the browser sends one.
 """
 
 from __future__ import annotations
@@ -116,7 +116,8 @@ class Page:
     def secure_headers(self, response: web.StreamResponse) -> None:
         response.headers["X-Frame-Options"] = "DENY"
         response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Referrer-Policy"] = "no-referrer"
+        # Not `no-referrer`: with it browsers send `Origin: null` on our own forms.
+        response.headers["Referrer-Policy"] = "same-origin"
         response.headers["Cache-Control"] = "no-store"
         if self.new_csrf:
             self.set_cookie(response, CSRF_COOKIE, self.csrf, max_age=None)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Protocol
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from aiohttp import web
 from authlib.common.urls import add_params_to_uri
@@ -91,6 +91,14 @@ def redirect_to_client(
     return str(add_params_to_uri(redirect_uri, params, fragment=mode == "fragment"))
 
 
+def _origin_of(url: str) -> str:
+    """The `Origin` header browsers send for pages under `url`."""
+    parts = urlsplit(url)
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    port = f":{parts.port}" if parts.port and parts.port != default else ""
+    return f"{parts.scheme}://{parts.hostname}{port}"
+
+
 def _login_hint(value: str | None, server_name: str) -> str | None:
     """The localpart of an MSC2964 `login_hint=mxid:@user:server` for this server."""
     if not value or not value.startswith("mxid:@") or len(value) > 300:
@@ -122,7 +130,7 @@ class OAuthPages:
         reset_approver: ResetApprover,
     ) -> None:
         self._server_name = server_name
-        self._issuer_origin = source_of(issuer) or ""
+        self._issuer_origin = _origin_of(issuer)
         self._secure = issuer.startswith("https://")
         self._grants = grants
         self._login = login
@@ -142,7 +150,7 @@ class OAuthPages:
     async def _form(self, req: MatrixRequest, page: Page) -> dict[str, str] | None:
         """The posted form if its CSRF token and Origin are right, else None."""
         origin = req.raw.headers.get("Origin")
-        if origin is not None and self._secure and origin != self._issuer_origin:
+        if origin is not None and origin != self._issuer_origin:
             return None
         try:
             posted = await req.raw.post()
