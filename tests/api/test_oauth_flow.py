@@ -511,6 +511,11 @@ async def test_openid_scope_gets_a_verifiable_id_token(
         assert token.claims["sub"] == api.user_id("pia")
         assert token.claims["aud"] == client["client_id"]
         assert token.claims["nonce"] == "n-0nce"
+        async with api.session.get(
+            meta["userinfo_endpoint"],
+            headers={"Authorization": f"Bearer {tokens['access_token']}"},
+        ) as r:
+            assert await r.json() == {"sub": api.user_id("pia")}
         # Without `openid`, no ID token.
         _client_id, plain = await _code_flow(api, "quinn")
         assert "id_token" not in plain

@@ -6,6 +6,7 @@
     GET  /.well-known/openid-configuration            (at the issuer)
     GET  /.well-known/oauth-authorization-server      (RFC 8414, at the issuer)
     GET  /_ranvier/oauth2/keys.json                   (JWKS for ID tokens)
+    GET|POST /_ranvier/oauth2/userinfo                (OpenID Connect, Bearer token)
     POST /_ranvier/oauth2/registration                (RFC 7591, JSON)
     POST /_ranvier/oauth2/token                       (form: code, refresh, device grants)
     POST /_ranvier/oauth2/revoke                      (RFC 7009, form)
@@ -61,6 +62,7 @@ def issuer_urls(issuer: str) -> dict[str, str]:
         "device_authorization_endpoint": f"{base}/device_authorization",
         "account_management_uri": f"{base}/account",
         "jwks_uri": f"{base}/keys.json",
+        "userinfo_endpoint": f"{base}/userinfo",
         "device_verification_uri": f"{base}/device",
     }
 
@@ -85,6 +87,7 @@ def server_metadata(issuer: str, *, sign_up: bool) -> dict[str, Any]:
         "scopes_supported": ["openid", "urn:matrix:client:api:*"],
         # OpenID Connect Discovery: ID tokens for the `openid` scope.
         "jwks_uri": urls["jwks_uri"],
+        "userinfo_endpoint": urls["userinfo_endpoint"],
         "id_token_signing_alg_values_supported": ["RS256"],
         "subject_types_supported": ["public"],
         "prompt_values_supported": ["create"] if sign_up else [],
@@ -162,6 +165,10 @@ class OAuthEndpoints:
     async def get_jwks(self, _req: MatrixRequest) -> web.Response:
         return oauth_json(await self._id_tokens.jwks())
 
+    async def get_userinfo(self, req: MatrixRequest) -> web.Response:
+        """OpenID Connect Core 5.3: who the access token belongs to."""
+        return oauth_json({"sub": req.user.user_id})
+
     async def get_issuer(self, _req: MatrixRequest) -> dict[str, Any]:
         return {"issuer": self._issuer}
 
@@ -227,6 +234,10 @@ class OAuthEndpoints:
             Endpoint("GET", metadata_paths, self.get_metadata, auth=AuthMode.NONE),
             Endpoint(
                 "GET", (f"{PREFIX}/keys.json",), self.get_jwks, auth=AuthMode.NONE
+            ),
+            *(
+                Endpoint(method, (f"{PREFIX}/userinfo",), self.get_userinfo)
+                for method in ("GET", "POST")
             ),
             Endpoint(
                 "GET",
