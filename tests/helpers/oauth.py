@@ -10,7 +10,7 @@ import re
 import secrets
 import socket
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from html import unescape
 from pathlib import Path
@@ -42,25 +42,38 @@ async def oauth_server(
     overrides: JsonDict | None = None,
     clock: Clock | None = None,
 ) -> AsyncIterator[tuple[TestHomeserver, Api]]:
-    port = free_port()
-    base: JsonDict = {
-        "public_baseurl": f"http://127.0.0.1:{port}/",
-        "oauth": {"enabled": True},
-        "listeners": [
-            {
-                "port": port,
-                "bind_addresses": ["127.0.0.1"],
-                "resources": ["client", "federation", "keys", "media"],
+    # The issuer must be the server's real URL, so the port is chosen before start-up;
+    # another process may take it in between, hence the retries.
+    async with AsyncExitStack() as stack:
+        started: tuple[TestHomeserver, Api] | None = None
+        for attempt in range(3):
+            port = free_port()
+            base: JsonDict = {
+                "public_baseurl": f"http://127.0.0.1:{port}/",
+                "oauth": {"enabled": True},
+                "listeners": [
+                    {
+                        "port": port,
+                        "bind_addresses": ["127.0.0.1"],
+                        "resources": ["client", "federation", "keys", "media"],
+                    }
+                ],
             }
-        ],
-    }
-    async with accounts_server(
-        tmp_path,
-        engine=engine,
-        overrides=_deep_merge(base, overrides or {}),
-        clock=clock,
-    ) as (hs, api):
-        yield hs, api
+            server = accounts_server(
+                tmp_path,
+                engine=engine,
+                overrides=_deep_merge(base, overrides or {}),
+                clock=clock,
+            )
+            try:
+                started = await stack.enter_async_context(server)
+            except OSError:
+                if attempt == 2:
+                    raise
+                continue
+            break
+        assert started is not None
+        yield started
 
 
 def pkce_pair() -> tuple[str, str]:
