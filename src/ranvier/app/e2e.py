@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ranvier.api.client.dehydrated_device import DehydratedDeviceResource
-from ranvier.api.client.keys import KeysResource
+from ranvier.api.client.keys import CrossSigningResetGate, KeysResource
 from ranvier.api.client.room_keys import RoomKeysResource
 from ranvier.api.federation.user_keys import UserKeysResource
 from ranvier.api.http import Endpoint
@@ -112,6 +112,7 @@ def build_e2e(
     accounts: Accounts,
     federation_client: FederationRequests | None,
     edus: DeviceListEdus | None,
+    reset_gate: CrossSigningResetGate | None = None,
 ) -> E2e:
     publisher = DeviceListPublisher(store, sync.device_lists, edus)
     reader = LocalKeyReader(store)
@@ -138,7 +139,9 @@ def build_e2e(
         backup=backup,
         dehydrated=dehydrated,
         client_endpoints=[
-            *KeysResource(keys, query, cross_signing, accounts.uia).endpoints(),
+            *KeysResource(
+                keys, query, cross_signing, accounts.uia, reset_gate
+            ).endpoints(),
             *RoomKeysResource(backup).endpoints(),
             *DehydratedDeviceResource(dehydrated).endpoints(),
         ],

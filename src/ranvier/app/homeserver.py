@@ -23,6 +23,7 @@ from ranvier.app.e2e import SeamEdus, build_e2e, build_key_counts
 from ranvier.app.federation import Federation, build_federation
 from ranvier.app.federation_rooms import build_federation_rooms
 from ranvier.app.media import Media, build_media
+from ranvier.app.oauth import build_oauth, without_classic_auth
 from ranvier.app.push import Push, PushNotifierLink, build_push, build_push_core
 from ranvier.app.room_federation import FederationSeam, build_room_federation
 from ranvier.app.rooms import build_rooms, random_opaque_id
@@ -192,6 +193,15 @@ async def build_homeserver(
         hs.authenticator = accounts.authenticator
         hs.resources["client"].extend(accounts.endpoints())
         # --- end accounts ------------------------------------------------------------
+        # --- OAuth 2.0 API (issue #13): discovery, registration, grants, pages ---------
+        oauth = (
+            build_oauth(config, db, clock, accounts) if config.oauth.enabled else None
+        )
+        if oauth is not None:
+            if not config.oauth.password_api:
+                hs.resources["client"] = without_classic_auth(hs.resources["client"])
+            hs.resources["client"].extend(oauth.endpoints)
+        # --- end OAuth 2.0 API ---------------------------------------------------------
         # --- rooms (issue #5): events, ingest pipeline, rooms, membership, directory --
         notifier = build_notifier(clock)
         push_link = PushNotifierLink()  # bound by "push, part 1" below
@@ -332,6 +342,7 @@ async def build_homeserver(
                 hs.federation.client if config.federation.enabled else None
             ),
             edus=SeamEdus(seam) if config.federation.enabled else None,
+            reset_gate=oauth.reset_gate if oauth is not None else None,
         )
         hs.resources["client"].extend(e2e.client_endpoints)
         hs.resources["federation"].extend(e2e.federation_endpoints)

@@ -303,6 +303,32 @@ class RegistrationConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class OAuthConfig:
+    enabled: bool = setting(
+        False,
+        "Be the OAuth 2.0 authorization server of the Matrix spec's OAuth 2.0 API "
+        "(next-generation auth: Element X signs up only this way). The issuer is "
+        "public_baseurl, which must then be the https URL browsers reach. Off by "
+        "default: clients that see it switch to browser sign-in.",
+        v.boolean,
+    )
+    password_api: bool = setting(
+        True,
+        "While OAuth is on, keep password login (/login m.login.password) and UIA "
+        "registration (/register) for clients without OAuth support. False: OAuth "
+        "only, like a server delegating auth to the Matrix Authentication Service.",
+        v.boolean,
+    )
+    access_token_lifetime: int = setting(
+        300,
+        "Lifetime of access tokens issued through OAuth; clients renew them with "
+        "their refresh token. Seconds, or a duration such as '5m'.",
+        v.duration(30),
+        dump=v.format_duration,
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RateLimitBucket:
     per_second: float = setting(
         1.0,
@@ -645,6 +671,11 @@ class HomeserverConfig:
     )
     registration: RegistrationConfig = section(
         RegistrationConfig, "Account registration.", RegistrationConfig()
+    )
+    oauth: OAuthConfig = section(
+        OAuthConfig,
+        "OAuth 2.0 API: sign-in and sign-up in the browser, for Element X and others.",
+        OAuthConfig(),
     )
     rate_limits: RateLimitsConfig = section(
         RateLimitsConfig,

@@ -5,7 +5,8 @@
     POST /_matrix/client/v3/keys/claim
     GET  /_matrix/client/v3/keys/changes?from=…&to=…
     POST /_matrix/client/v3/keys/device_signing/upload   (UIA m.login.password, except
-                                                           the first upload)
+                                                           the first upload; m.oauth
+                                                           for OAuth tokens, MSC4312)
     POST /_matrix/client/v3/keys/signatures/upload
     (the two cross-signing endpoints also under /_matrix/client/unstable, pre-v1.1)
 
@@ -15,14 +16,14 @@ use the device-key endpoints (as Synapse), so encrypted rooms work for them too.
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from ranvier.api.client.login import PASSWORD_FLOWS
 from ranvier.api.client.register import uia_request
 from ranvier.api.http import AuthMode, Endpoint, JsonBody, MatrixRequest, client_paths
 from ranvier.core.crypto.e2e_keys import MASTER, SELF_SIGNING, USER_SIGNING
 from ranvier.core.errors import bad_json, missing_param
-from ranvier.services.accounts.uia import UserInteractiveAuth
+from ranvier.services.accounts.uia import UiaRequest, UserInteractiveAuth
 from ranvier.services.e2e.cross_signing import CrossSigningService
 from ranvier.services.e2e.keys import E2eKeysService
 from ranvier.services.e2e.query import KeyQueryService
@@ -68,6 +69,13 @@ def parse_claims(body: JsonBody) -> dict[str, dict[str, str]]:
     return out
 
 
+class CrossSigningResetGate(Protocol):
+    async def check_reset(self, token_id: int | None, request: UiaRequest) -> bool:
+        """True when an approved reset lets the upload skip UIA; False when the
+        password stage applies; otherwise raises the UIA 401 itself."""
+        ...
+
+
 class KeysResource:
     def __init__(
         self,
@@ -75,11 +83,14 @@ class KeysResource:
         query: KeyQueryService,
         cross_signing: CrossSigningService,
         uia: UserInteractiveAuth,
+        reset_gate: CrossSigningResetGate | None = None,
     ) -> None:
         self._keys = keys
         self._query = query
         self._cross_signing = cross_signing
         self._uia = uia
+        # OAuth sessions replace keys with the m.oauth stage instead (MSC4312).
+        self._reset_gate = reset_gate
 
     async def upload(self, req: MatrixRequest) -> JsonDict:
         body = await req.json()
@@ -129,10 +140,11 @@ class KeysResource:
         )
         session_id = None
         if self._cross_signing.needs_auth(upload):
-            result = await self._uia.authenticate(
-                uia_request(req, body, user_id), PASSWORD_FLOWS
-            )
-            session_id = result.session_id
+            uia_req = uia_request(req, body, user_id)
+            gate = self._reset_gate
+            if gate is None or not await gate.check_reset(req.user.token_id, uia_req):
+                result = await self._uia.authenticate(uia_req, PASSWORD_FLOWS)
+                session_id = result.session_id
         await self._cross_signing.upload(upload)
         if session_id is not None:
             await self._uia.finish(session_id)

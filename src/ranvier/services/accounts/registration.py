@@ -78,6 +78,10 @@ class RegistrationTokenStore(Protocol):
         self, session_id: str, token: str, now: int
     ) -> bool: ...
 
+    async def claim_registration_token_use(self, token: str, now: int) -> bool: ...
+
+    async def release_registration_token(self, token: str) -> None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class RegisterRequest:
@@ -312,6 +316,44 @@ class RegistrationService:
         try:
             await self._users.register_user(reg)
         except UserIdInUseError:
+            raise user_in_use() from None
+        return user_id
+
+    async def register_with_password(
+        self, username: str, password: str, registration_token: str | None
+    ) -> str:
+        """One-step sign-up (the OAuth sign-up page): the same `registration.*` rules
+        and username policy as `/register`, without UIA and without a login."""
+        user_id = await self.check_username(username)
+        check_password_acceptable(password)
+        token: str | None = None
+        if self._config.require_token:
+            if (
+                registration_token is None
+                or REGISTRATION_TOKEN_PATTERN.fullmatch(registration_token) is None
+                or not await self._tokens.claim_registration_token_use(
+                    registration_token, self._clock.time_msec()
+                )
+            ):
+                raise MatrixError(403, "M_FORBIDDEN", "Invalid registration token.")
+            token = registration_token
+        reg = Registration(
+            user=NewUser(
+                user_id=user_id,
+                password_hash=await self._hasher.hash(password),
+                is_guest=False,
+                is_admin=False,
+                profile=self._initial_profile(user_id, False),
+                created_ts=self._clock.time_msec(),
+            ),
+            login=None,
+            registration_token=token,
+        )
+        try:
+            await self._users.register_user(reg)
+        except UserIdInUseError:
+            if token is not None:
+                await self._tokens.release_registration_token(token)
             raise user_in_use() from None
         return user_id
 

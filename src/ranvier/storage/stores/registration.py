@@ -94,6 +94,16 @@ class RegistrationStore:
             "claim_registration_token", _claim_token_txn, session_id, token, now
         )
 
+    async def claim_registration_token_use(self, token: str, now: int) -> bool:
+        """Take a pending use of `token` without a UIA session (the OAuth sign-up page
+        registers in one request); `Registration.registration_token` completes it."""
+        return await self._db.run_txn(
+            "claim_registration_token_use", _claim_use_txn, token, now
+        )
+
+    async def release_registration_token(self, token: str) -> None:
+        await self._db.run_txn("release_registration_token", _release_txn, token)
+
     # -- UIA sessions -------------------------------------------------------------------
 
     async def create_uia_session(self, row: UiaSessionRow) -> None:
@@ -191,6 +201,16 @@ def _claim_token_txn(txn: Txn, session_id: str, token: str, now: int) -> bool:
         (token if claimed else None, session_id),
     )
     return claimed
+
+
+def _claim_use_txn(txn: Txn, token: str, now: int) -> bool:
+    txn.execute(
+        "UPDATE registration_tokens SET pending = pending + 1 WHERE token = ?"
+        " AND (uses_allowed IS NULL OR pending + completed < uses_allowed)"
+        " AND (expiry_ts IS NULL OR expiry_ts > ?)",
+        (token, now),
+    )
+    return txn.rowcount == 1
 
 
 def _release_txn(txn: Txn, token: str) -> None:

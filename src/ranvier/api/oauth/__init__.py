@@ -1,0 +1,1 @@
+"""HTTP edge of the OAuth 2.0 authorization server (issue #13)."""
