@@ -69,6 +69,9 @@ class PersistedEvent:
     # Stored without a place in the DAG (auth/state events fetched over federation,
     # out-of-band invites): not in the timeline.
     outlier: bool = False
+    # A membership of a local user in a room this server is not in (invite, rejection,
+    # knock): an outlier that still moves the user's memberships, so syncs must wake.
+    out_of_band: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,7 +209,14 @@ class EventPipeline:
                 if g is not None:
                     self._state.cache_group(g)
         persisted = [
-            PersistedEvent(d.event, pos, d.rejected_reason, d.soft_failed, d.outlier)
+            PersistedEvent(
+                d.event,
+                pos,
+                d.rejected_reason,
+                d.soft_failed,
+                d.outlier,
+                out_of_band=d.out_of_band is not None,
+            )
             for d, pos in zip(drafts, positions, strict=True)
         ]
         self._notify(persisted)
@@ -296,8 +306,12 @@ class EventPipeline:
         for p in persisted:
             if p.rejected_reason is not None or p.soft_failed:
                 continue
-            if p.outlier and not (
-                p.event.type == "m.room.member" and p.event.membership == "invite"
+            if (
+                p.outlier
+                and not p.out_of_band
+                and not (
+                    p.event.type == "m.room.member" and p.event.membership == "invite"
+                )
             ):
                 continue
             try:
