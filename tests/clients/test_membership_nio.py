@@ -11,8 +11,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import nio
 import pytest
+from mautrix.api import HTTPAPI
+from mautrix.client import ClientAPI
+from mautrix.types import UserID
 
 from tests.helpers.accounts import PASSWORD, Api, accounts_server
 from tests.helpers.homeserver import TestHomeserver as Homeserver
@@ -372,3 +376,52 @@ async def test_new_login_and_device_rename_reach_device_lists(
         assert status == 200, devices
         names = {d["device_id"]: d.get("display_name") for d in devices["devices"]}
         assert names[login.device_id] == "Work"
+
+
+async def test_user_directory_forgets_users_of_rooms_no_longer_public(
+    server: tuple[Homeserver, Api],
+) -> None:
+    hs, api = server
+    async with (
+        nio_user(hs, api, "alice") as alice,
+        nio_user(hs, api, "bob") as bob,
+        aiohttp.ClientSession() as session,
+    ):
+        searcher = ClientAPI(
+            UserID(alice.user_id),
+            api=HTTPAPI(hs.base_url, alice.access_token, client_session=session),
+        )
+
+        async def found() -> list[str]:
+            results = await searcher.search_users("bob")
+            return [str(u.user_id) for u in results.results]
+
+        assert await found() == []
+        created = await bob.room_create(visibility=nio.RoomVisibility.public)
+        assert isinstance(created, nio.RoomCreateResponse), created
+        room_id = created.room_id
+        assert await found() == [bob.user_id]
+        # Join rule away from public: bob shares no room with alice any more.
+        changed = await bob.room_put_state(
+            room_id, "m.room.join_rules", {"join_rule": "invite"}
+        )
+        assert isinstance(changed, nio.RoomPutStateResponse), changed
+        assert await found() == []
+        # World-readable history makes the room public again (Synapse's definition).
+        await bob.room_put_state(
+            room_id,
+            "m.room.history_visibility",
+            {"history_visibility": "world_readable"},
+        )
+        assert await found() == [bob.user_id]
+        await bob.room_put_state(
+            room_id, "m.room.history_visibility", {"history_visibility": "shared"}
+        )
+        assert await found() == []
+        # A shared private room makes him findable whatever its rules.
+        shared = await bob.room_create(invite=[alice.user_id])
+        assert isinstance(shared, nio.RoomCreateResponse), shared
+        assert isinstance(await alice.join(shared.room_id), nio.JoinResponse)
+        assert await found() == [bob.user_id]
+        assert isinstance(await alice.room_leave(shared.room_id), nio.RoomLeaveResponse)
+        assert await found() == []

@@ -10,7 +10,11 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import nio
+from mautrix.api import HTTPAPI
+from mautrix.client import ClientAPI
+from mautrix.types import UserID
 
 from ranvier.federation.client import federation_path
 from tests.federation.fakes import transport_of
@@ -307,3 +311,38 @@ async def test_new_login_sends_a_device_list_update_to_other_servers(
             json={"device_keys": {alice.user_id: []}},
         )
         assert status == 200, answer
+
+
+async def test_user_directory_drops_remote_public_rooms_this_server_left(
+    tmp_path: Path,
+) -> None:
+    async with (
+        running_federation(tmp_path, ["hs1.test", "hs2.test"]) as fed,
+        nio_user(fed["hs1.test"], "alice") as alice,
+        nio_user(fed["hs1.test"], "carol") as carol,
+        nio_user(fed["hs2.test"], "bob") as bob,
+        aiohttp.ClientSession() as session,
+    ):
+        searcher = ClientAPI(
+            UserID(alice.user_id),
+            api=HTTPAPI(
+                fed["hs1.test"].base_url, alice.access_token, client_session=session
+            ),
+        )
+
+        async def found() -> list[str]:
+            results = await searcher.search_users("bob")
+            return [str(u.user_id) for u in results.results]
+
+        created = await bob.room_create(
+            visibility=nio.RoomVisibility.public, alias="plaza"
+        )
+        assert isinstance(created, nio.RoomCreateResponse), created
+        assert await found() == []  # hs1 knows nothing of the room yet
+        assert isinstance(await carol.join("#plaza:hs2.test"), nio.JoinResponse)
+        assert await found() == [bob.user_id]
+        # Carol leaves: hs1 is out of the room and would never hear of changes.
+        assert isinstance(
+            await carol.room_leave(created.room_id), nio.RoomLeaveResponse
+        )
+        assert await found() == []

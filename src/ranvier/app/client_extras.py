@@ -113,7 +113,7 @@ def build_client_extras(
         *RoomPreviewsResource(summaries).endpoints(),
         *SpacesResource(hierarchy, MutualRoomsService(rooms=rooms.rooms)).endpoints(),
         *UserDirectoryResource(
-            UserDirectoryService(UserDirectoryStore(db))
+            UserDirectoryService(UserDirectoryStore(db, config.server_name))
         ).endpoints(),
         *VoipResource(TurnService(config.turn, clock)).endpoints(),
         *RtcResource(config.matrix_rtc.livekit_service_urls).endpoints(),

@@ -4,6 +4,10 @@ requester is joined to, and of public rooms (join rule `public` or history
 
 Read at search time from current state (no table of its own): memberships and profile
 changes are already reflected there, since a profile change rewrites member events.
+
+A public room counts only while a local user is joined to it: once the last one leaves,
+this server hears nothing more of it (its state here goes stale: a later change of its
+join rule would never arrive), so, as Synapse does, its members drop out.
 """
 
 from __future__ import annotations
@@ -24,22 +28,34 @@ class DirectoryEntry:
 
 
 class UserDirectoryStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, server_name: str) -> None:
         self._db = db
+        self._local_pattern = "%:" + _escape_like(server_name)
 
     async def get_visible_users(self, requester: str) -> list[DirectoryEntry]:
         """Every user the requester may find, once each, sorted by user ID."""
         return await self._db.run_read_txn(
-            "get_visible_users", _get_visible_users_txn, requester
+            "get_visible_users",
+            _get_visible_users_txn,
+            requester,
+            self._local_pattern,
         )
 
 
-def _public_room_ids_txn(txn: Txn) -> list[str]:
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _public_room_ids_txn(txn: Txn, local_pattern: str) -> list[str]:
     txn.execute(
         "SELECT c.room_id, c.type, e.json FROM current_state_events c"
         " JOIN events e ON e.event_id = c.event_id"
         " WHERE c.type IN ('m.room.join_rules', 'm.room.history_visibility')"
         " AND c.state_key = ''"
+        " AND EXISTS (SELECT 1 FROM current_memberships l"
+        " WHERE l.room_id = c.room_id AND l.membership = 'join'"
+        " AND l.user_id LIKE ? ESCAPE '\\')",
+        (local_pattern,),
     )
     public: set[str] = set()
     for room_id, etype, raw in txn.fetchall():
@@ -52,13 +68,15 @@ def _public_room_ids_txn(txn: Txn) -> list[str]:
     return sorted(public)
 
 
-def _get_visible_users_txn(txn: Txn, requester: str) -> list[DirectoryEntry]:
+def _get_visible_users_txn(
+    txn: Txn, requester: str, local_pattern: str
+) -> list[DirectoryEntry]:
     txn.execute(
         "SELECT room_id FROM current_memberships WHERE user_id = ? AND membership = ?",
         (requester, "join"),
     )
     room_ids = {str(r[0]) for r in txn.fetchall()}
-    room_ids.update(_public_room_ids_txn(txn))
+    room_ids.update(_public_room_ids_txn(txn, local_pattern))
     if not room_ids:
         return []
     cond, params = txn.in_list("m.room_id", sorted(room_ids))
