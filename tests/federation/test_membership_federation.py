@@ -346,3 +346,47 @@ async def test_user_directory_drops_remote_public_rooms_this_server_left(
             await carol.room_leave(created.room_id), nio.RoomLeaveResponse
         )
         assert await found() == []
+
+
+async def test_withdrawing_a_knock_when_the_resident_server_is_down(
+    tmp_path: Path,
+) -> None:
+    async with (
+        running_federation(tmp_path, ["hs1.test", "hs2.test"]) as fed,
+        nio_user(fed["hs1.test"], "alice") as alice,
+        nio_user(fed["hs2.test"], "bob") as bob,
+    ):
+        created = await alice.room_create(room_version="10")
+        assert isinstance(created, nio.RoomCreateResponse), created
+        room_id = created.room_id
+        assert isinstance(
+            await alice.room_enable_knocking(room_id), nio.RoomPutStateResponse
+        )
+        knocked = await bob.room_knock(room_id)
+        assert isinstance(knocked, nio.RoomKnockResponse), knocked
+        status, body = await fed["hs2.test"].api.call(
+            "GET", "/sync", token=bob.access_token
+        )
+        assert status == 200, body
+        assert room_id in body["rooms"]["knock"]
+        await bob.sync(timeout=0)
+        transport_of(fed["hs2.test"].peer).unregister("hs1.test")
+        left = await bob.room_leave(room_id)
+        assert isinstance(left, nio.RoomLeaveResponse), left
+
+        def left_room(r: nio.SyncResponse) -> bool:
+            assert room_id not in r.rooms.invite
+            room = r.rooms.leave.get(room_id)
+            return room is not None and any(
+                isinstance(e, nio.RoomMemberEvent)
+                and e.state_key == bob.user_id
+                and e.membership == "leave"
+                for e in room.timeline.events
+            )
+
+        await sync_until(bob, left_room)
+        status, body = await fed["hs2.test"].api.call(
+            "GET", "/sync", token=bob.access_token
+        )
+        assert status == 200, body
+        assert room_id not in body.get("rooms", {}).get("knock", {})
