@@ -222,6 +222,7 @@ async def build_sync(
     if hooks is not None:
         hooks.devices_deleted.append(to_device)
         hooks.devices_deleted.append(device_lists)
+        hooks.deactivation.append(account_data)
     endpoints = [
         *SyncResource(sync, filters).endpoints(),
         *FiltersResource(filters).endpoints(),

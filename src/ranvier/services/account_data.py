@@ -70,6 +70,15 @@ class AccountDataService:
             listener(user_id, room_id, data_type)
         self._notifier.notify(StreamKey.ACCOUNT_DATA, position, users=(user_id,))
 
+    async def on_deactivate(self, user_id: str, erase: bool) -> None:
+        """Deactivation listener. Spec (`erase`): non-event data such as account data
+        is erased too."""
+        if not erase:
+            return
+        for data_type in await self._store.delete_account_data_for_user(user_id):
+            for listener in self._write_listeners:
+                listener(user_id, None, data_type)
+
     async def get_account_data(
         self, user_id: str, room_id: str | None, data_type: str
     ) -> JsonDict:

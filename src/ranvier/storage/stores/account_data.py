@@ -94,6 +94,13 @@ class AccountDataStore:
             "get_account_data", _get_one_txn, user_id, room_id or _GLOBAL, data_type
         )
 
+    async def delete_account_data_for_user(self, user_id: str) -> list[str]:
+        """Every entry of `user_id`, global and per room (erasure); the global
+        types that were deleted."""
+        return await self._db.run_txn(
+            "delete_account_data_for_user", _delete_for_user_txn, user_id
+        )
+
     async def get_account_data_since(
         self, user_id: str, from_id: int, to_id: int
     ) -> AccountDataSnapshot:
@@ -171,3 +178,13 @@ def _get_since_txn(
         else:
             out.room_data.setdefault(room_id, {})[data_type] = _decode_obj(content)
     return out
+
+
+def _delete_for_user_txn(txn: Txn, user_id: str) -> list[str]:
+    txn.execute(
+        "SELECT data_type FROM account_data WHERE user_id = ? AND room_id = ?",
+        (user_id, _GLOBAL),
+    )
+    global_types = sorted(str(r[0]) for r in txn.fetchall())
+    txn.execute("DELETE FROM account_data WHERE user_id = ?", (user_id,))
+    return global_types
