@@ -425,3 +425,28 @@ async def test_user_directory_forgets_users_of_rooms_no_longer_public(
         assert await found() == [bob.user_id]
         assert isinstance(await alice.room_leave(shared.room_id), nio.RoomLeaveResponse)
         assert await found() == []
+
+
+async def test_withdrawing_a_knock_on_a_room_nobody_is_left_in(
+    server: tuple[Homeserver, Api],
+) -> None:
+    hs, api = server
+    async with nio_user(hs, api, "alice") as alice, nio_user(hs, api, "bob") as bob:
+        created = await alice.room_create(room_version="10")
+        assert isinstance(created, nio.RoomCreateResponse), created
+        room_id = created.room_id
+        assert isinstance(
+            await alice.room_enable_knocking(room_id), nio.RoomPutStateResponse
+        )
+        assert isinstance(await bob.room_knock(room_id), nio.RoomKnockResponse)
+        await sync_until(bob, lambda r: True)
+        assert isinstance(await alice.room_leave(room_id), nio.RoomLeaveResponse)
+        left = await bob.room_leave(room_id)
+        assert isinstance(left, nio.RoomLeaveResponse), left
+        # The knock is in our own room state: the withdrawal is an ordinary local
+        # event (no federation, so no "no known servers").
+        [event] = await sync_until(
+            bob, lambda r: member_events(r, "leave", room_id, bob.user_id)
+        )
+        assert event.prev_membership == "knock"
+        assert event.sender == bob.user_id

@@ -300,22 +300,18 @@ class MembershipService:
     ) -> bool:
         """Reject an invite / rescind a knock in a room no local user is joined to.
 
-        A local inviter means the room's state is ours (everyone here left since): the
-        rejection is an ordinary event on our DAG, sent to whoever is still in the room
-        (False: the caller does that). Otherwise it goes through a resident server
+        When the invite (or knock) is part of the room state we hold - a local inviter,
+        a knock on a local room, everyone here having left since - the rejection is an
+        ordinary event on our DAG, sent to whoever is still in the room (False: the
+        caller does that; Synapse does the same for local inviters). Otherwise it was
+        received out of band and goes through a resident server
         (`make_leave`/`send_leave`); when none answers, `RemoteRoomOps.leave` stores a
         local out-of-band leave so the invite disappears anyway (as Synapse does)."""
         membership = await self._rooms.get_membership(room_id, user_id)
         if membership is None or membership.membership not in ("invite", "knock"):
             return False
-        change = await self._rooms.get_membership_at(
-            room_id, user_id, membership.stream_ordering
-        )
-        if (
-            membership.membership == "invite"
-            and change is not None
-            and domain_of(change.sender) == self._server_name
-        ):
+        in_state = await self._state.get_current_state_event(room_id, MEMBER, user_id)
+        if in_state is not None and in_state.event_id == membership.event_id:
             return False
         servers = await self._remote_servers(room_id, user_id)
         await self._need_remote().leave(user_id, room_id, servers, content)
