@@ -426,7 +426,12 @@ class MembershipService:
         """New `displayname`/`avatar_url`: refresh the user's join events."""
         profile = await self._profile(user_id)
         for room_id in await self.get_joined_rooms(user_id):
-            content = member_content("join", profile)
+            current = await self._state.get_current_content(room_id, MEMBER, user_id)
+            # A guest stays marked as one (guest access may end later).
+            kind = current.get("kind") if current is not None else None
+            content = member_content(
+                "join", profile, kind=kind if kind == "guest" else None
+            )
 
             async def needed(session: RoomSession, content: JsonDict = content) -> bool:
                 current = await self._current_member(session, user_id)
