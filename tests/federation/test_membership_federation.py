@@ -390,3 +390,50 @@ async def test_withdrawing_a_knock_when_the_resident_server_is_down(
         )
         assert status == 200, body
         assert room_id not in body.get("rooms", {}).get("knock", {})
+
+
+async def test_remote_guest_access_revocation_removes_local_guests(
+    tmp_path: Path,
+) -> None:
+    async with running_federation(
+        tmp_path, ["hs1.test", "hs2.test"], allow_guests=True
+    ) as fed:
+        hs2 = fed["hs2.test"]
+        status, body = await hs2.api.call("POST", "/register?kind=guest", json={})
+        assert status == 200, body
+        guest = nio.AsyncClient(hs2.base_url, body["user_id"], body["device_id"])
+        guest.restore_login(body["user_id"], body["device_id"], body["access_token"])
+        async with nio_user(fed["hs1.test"], "alice") as alice:
+            try:
+                created = await alice.room_create(
+                    visibility=nio.RoomVisibility.public,
+                    alias="lobby",
+                    initial_state=[
+                        {
+                            "type": "m.room.guest_access",
+                            "state_key": "",
+                            "content": {"guest_access": "can_join"},
+                        }
+                    ],
+                )
+                assert isinstance(created, nio.RoomCreateResponse), created
+                room_id = created.room_id
+                assert isinstance(await guest.join("#lobby:hs1.test"), nio.JoinResponse)
+                changed = await alice.room_put_state(
+                    room_id, "m.room.guest_access", {"guest_access": "forbidden"}
+                )
+                assert isinstance(changed, nio.RoomPutStateResponse), changed
+
+                # hs2 receives the change over federation; its guest leaves.
+                async def guest_left() -> bool:
+                    member = await alice.room_get_state_event(
+                        room_id, "m.room.member", guest.user_id
+                    )
+                    return (
+                        isinstance(member, nio.RoomGetStateEventResponse)
+                        and member.content.get("membership") == "leave"
+                    )
+
+                await eventually(guest_left, what="the guest's leave on hs1")
+            finally:
+                await guest.close()

@@ -23,6 +23,7 @@ from ranvier.app.sync import Sync
 from ranvier.core.crypto.keys import SigningKey
 from ranvier.services.federation.access import RoomAccess
 from ranvier.services.federation.edus import DeviceKeyUpdates, EduHandler
+from ranvier.services.federation.guests import GuestAccessIngester
 from ranvier.services.federation.inbound import TransactionHandler
 from ranvier.services.federation.ingest import RemoteEventIngester
 from ranvier.services.federation.membership_resident import ResidentMembership
@@ -66,7 +67,8 @@ def build_federation_rooms(
         state=rooms.state_reader, rooms=rooms.rooms, visibility=rooms.visibility
     )
     checker = PduChecker(federation.keyring)
-    ingester = RemoteEventIngester(
+    ingester = GuestAccessIngester(
+        guests=rooms.membership,
         pipeline=rooms.pipeline,
         events=rooms.events,
         state=rooms.state,

@@ -396,9 +396,13 @@ class MembershipService:
         await self._send_member(room_id, sender, target, content, check)
 
     async def remove_guests(self, room_id: str) -> None:
-        """`m.room.guest_access` stopped being `can_join`: local guests joined or
-        invited leave. As Synapse does, each guest leaves by itself rather than being
+        """`m.room.guest_access` stopped being `can_join` (a local or a federated
+        change; checked again on the current state): local guests joined or invited
+        leave. As Synapse does, each guest leaves by itself rather than being
         kicked by the sender (no power levels involved; guests are a local notion)."""
+        access = await self._state.get_current_content(room_id, "m.room.guest_access")
+        if access is not None and access.get("guest_access") == "can_join":
+            return  # e.g. a remote change that lost to a concurrent one
         members = await self._rooms.get_members(room_id, ("join", "invite"))
         local = [
             m.user_id for m in members if domain_of(m.user_id) == self._server_name
