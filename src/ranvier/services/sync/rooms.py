@@ -465,23 +465,36 @@ class RoomsSectionBuilder:
         withdrawn knock): the leave is an outlier, outside any timeline, so the room's
         timeline is that one event and there is no state to send (as Synapse does)."""
         loaded = await self._events.get_events([m.event_id for m in left.values()])
-        out: dict[str, RoomData] = {}
-        for room_id, m in left.items():
-            stored = loaded.get(m.event_id)
-            if stored is None or not stored.outlier:
-                continue
-            timeline = await self._loader.serialize(
-                [stored],
-                user_id=req.user_id,
-                device_id=req.device_id,
-                event_filter=req.filter,
-            )
-            out[room_id] = RoomData(
-                timeline=timeline,
-                prev_batch=RoomToken(stream=max(m.stream_ordering - 1, 0)).encode(),
+        found = {
+            room_id: stored
+            for room_id, m in left.items()
+            if (stored := loaded.get(m.event_id)) is not None and stored.outlier
+        }
+        timeline_filter = req.filter.room.timeline
+        shown = [
+            (room_id, stored)
+            for room_id, stored in found.items()
+            if timeline_filter.matches(stored.event)
+        ]
+        serialized = await self._loader.serialize(
+            [stored for _, stored in shown],
+            user_id=req.user_id,
+            device_id=req.device_id,
+            event_filter=req.filter,
+        )
+        events = {
+            room_id: [e] for (room_id, _), e in zip(shown, serialized, strict=True)
+        }
+        return {
+            room_id: RoomData(
+                timeline=events.get(room_id, []),
+                prev_batch=RoomToken(
+                    stream=max(stored.stream_ordering - 1, 0)
+                ).encode(),
                 members_changed=True,
             )
-        return out
+            for room_id, stored in found.items()
+        }
 
     # -- invites and knocks ------------------------------------------------------------------------
     async def _stripped(
