@@ -34,6 +34,7 @@ from ranvier.core.auth import AuthError
 from ranvier.core.errors import MatrixError, forbidden
 from ranvier.core.events.event import Event, StateKey
 from ranvier.core.events.federation_format import stripped_state_event
+from ranvier.core.events.local_builder import reference
 from ranvier.core.ids import InvalidIdentifierError, domain_of
 from ranvier.core.room_versions import KNOWN_ROOM_VERSIONS, EventFormat, RoomVersion
 from ranvier.federation.client import QueryArgs, federation_path
@@ -447,16 +448,18 @@ class RemoteMembershipService:
             "state_key": user_id,
             "content": {**content, "membership": "leave"},
             "depth": invite.depth + 1,
-            "prev_events": [invite.event_id],
-            "auth_events": [invite.event_id],
+            "prev_events": [reference(invite)],
+            "auth_events": [reference(invite)],
             "origin_server_ts": self._clock.time_msec(),
         }
         if rv.event_format is EventFormat.V1:
             pdu["event_id"] = f"${self._random_id()}:{self._server_name}"
             pdu["origin"] = self._server_name
-            pdu["prev_events"] = [[invite.event_id, {}]]
-            pdu["auth_events"] = [[invite.event_id, {}]]
-        event = self._signer.finalize(pdu, rv)
+        try:
+            event = self._signer.finalize(pdu, rv)
+        except MatrixError as e:
+            logger.warning("no out-of-band leave of %s for %s: %s", room_id, user_id, e)
+            return None
         await self._persist_out_of_band(event)
         logger.info("%s left %s out of band (no server reachable)", user_id, room_id)
         return event.event_id
