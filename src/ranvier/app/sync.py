@@ -50,6 +50,7 @@ from ranvier.storage.stores.account_data import AccountDataStore
 from ranvier.storage.stores.accounts import AccountsStore
 from ranvier.storage.stores.events import EventStore
 from ranvier.storage.stores.filters import FilterStore
+from ranvier.storage.stores.ignored_users import IgnoredUsersStore
 from ranvier.storage.stores.presence import PresenceStore
 from ranvier.storage.stores.receipts import ReceiptStore
 from ranvier.storage.stores.rooms import RoomStore
@@ -99,6 +100,8 @@ class RoomsReadSide:
     serializer: ClientEventSerializer
     # Given, sync caches each user's memberships (invalidated by both stores).
     rooms: RoomStore | None = None
+    # Each user's `m.ignored_user_list` (cache invalidated by account data writes).
+    ignored: IgnoredUsersStore | None = None
 
 
 @dataclass
@@ -151,6 +154,8 @@ async def build_sync(
         rooms.rooms.add_membership_listener(store.invalidate_memberships)
         store.enable_membership_cache()
     account_data = AccountDataService(await AccountDataStore.open(db), notifier)
+    if rooms.ignored is not None:
+        account_data.add_write_listener(rooms.ignored.on_account_data)
     typing = TypingService(clock, supervisor, notifier, store, federation)
     receipts = ReceiptService(
         await ReceiptStore.open(db),
@@ -200,6 +205,7 @@ async def build_sync(
         account_data,
         notifier,
         notification_counts,
+        ignored=rooms.ignored,
     )
     notifier.track_room_changes(rooms.events.get_current_position())
     sync = SyncService(

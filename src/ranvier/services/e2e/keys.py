@@ -357,6 +357,24 @@ class E2eKeysService:
             user_id, [DeviceChange(d, deleted=True) for d in device_ids]
         )
 
+    async def on_devices_updated(
+        self, user_id: str, devices: Mapping[str, str | None]
+    ) -> None:
+        """`AccountHooks.devices_updated` listener (a new login, a renamed device):
+        tell everyone sharing a room; the EDU carries the device's current keys, if
+        any, so remote caches keep them (as Synapse's `notify_device_update`)."""
+        served = await self._reader.get_device_keys(
+            {user_id: list(devices)}, None, include_display_names=False
+        )
+        per_device = served.get(user_id, {})
+        await self._publisher.devices_changed(
+            user_id,
+            [
+                DeviceChange(d, keys=per_device.get(d), display_name=name)
+                for d, name in sorted(devices.items())
+            ],
+        )
+
     # -- /keys/changes -----------------------------------------------------------------------
     async def get_key_changes(
         self, user_id: str, from_token: str, to_token: str

@@ -238,7 +238,7 @@ class RoomReadService:
         visible = await self._visible(reader, access, [stored])
         if not visible:
             raise not_found("Event not found.")
-        return stored
+        return visible[0]
 
     # -- single events and state ---------------------------------------------------------
     async def get_event(self, reader: Reader, room_id: str, event_id: str) -> JsonDict:

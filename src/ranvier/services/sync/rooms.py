@@ -17,6 +17,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ranvier.core.room_tokens import RoomToken
 from ranvier.core.streams import SyncToken
 from ranvier.services.account_data import AccountDataService
 from ranvier.services.receipts import ReceiptService
@@ -89,6 +90,10 @@ class _Classified:
     left_after_join: set[str] = field(default_factory=set)
 
 
+class IgnoredUsers(Protocol):
+    async def get_ignored_users(self, user_id: str) -> frozenset[str]: ...
+
+
 class RoomsSectionBuilder:
     def __init__(
         self,
@@ -101,7 +106,9 @@ class RoomsSectionBuilder:
         account_data: AccountDataService,
         changes: RoomChanges,
         notification_counts: NotificationCounter | None = None,
+        ignored: IgnoredUsers | None = None,
     ) -> None:
+        self._ignored = ignored
         self._changes = changes
         self._notification_counts = notification_counts
         self._store = store
@@ -122,7 +129,14 @@ class RoomsSectionBuilder:
         section = RoomsSection(newly_joined=set(rooms.newly_joined))
         await self._build_joined(req, now, rooms, since_account_data, section)
         await self._build_left(req, now, rooms, since_account_data, section)
-        section.invite = await self._stripped(rooms.invited, "invite_state", INVITE)
+        ignored = (
+            await self._ignored.get_ignored_users(req.user_id)
+            if self._ignored is not None
+            else frozenset()
+        )
+        section.invite = await self._stripped(
+            rooms.invited, "invite_state", INVITE, ignored
+        )
         section.knock = await self._stripped(rooms.knocked, "knock_state", KNOCK)
         return section
 
@@ -410,6 +424,7 @@ class RoomsSectionBuilder:
         if not rooms.left:
             return
         since = req.since
+        out_of_band = await self._out_of_band_leaves(req, rooms.left)
         plans = [
             RoomPlan(
                 room_id=room_id,
@@ -424,6 +439,7 @@ class RoomsSectionBuilder:
                 since_pos=None if since is None else since.events,
             )
             for room_id, m in rooms.left.items()
+            if room_id not in out_of_band
         ]
         data = await self._loader.load(
             plans,
@@ -435,6 +451,7 @@ class RoomsSectionBuilder:
         account_data = await self._room_account_data(
             req, now, since_ad, rooms.left, set()
         )
+        data.update(out_of_band)
         for room_id in rooms.left:
             room = data.get(room_id) or _empty_room(now)
             section.leave[room_id] = {
@@ -449,9 +466,38 @@ class RoomsSectionBuilder:
                 "account_data": {"events": account_data.get(room_id, [])},
             }
 
+    async def _out_of_band_leaves(
+        self, req: SyncRequest, left: Mapping[str, MembershipRow]
+    ) -> dict[str, RoomData]:
+        """Rooms left without this server being in them (a rejected remote invite, a
+        withdrawn knock): the leave is an outlier, outside any timeline, so the room's
+        timeline is that one event and there is no state to send (as Synapse does)."""
+        loaded = await self._events.get_events([m.event_id for m in left.values()])
+        out: dict[str, RoomData] = {}
+        for room_id, m in left.items():
+            stored = loaded.get(m.event_id)
+            if stored is None or not stored.outlier:
+                continue
+            timeline = await self._loader.serialize(
+                [stored],
+                user_id=req.user_id,
+                device_id=req.device_id,
+                event_filter=req.filter,
+            )
+            out[room_id] = RoomData(
+                timeline=timeline,
+                prev_batch=RoomToken(stream=max(m.stream_ordering - 1, 0)).encode(),
+                members_changed=True,
+            )
+        return out
+
     # -- invites and knocks ------------------------------------------------------------------------
     async def _stripped(
-        self, rooms: Mapping[str, MembershipRow], section_key: str, membership: str
+        self,
+        rooms: Mapping[str, MembershipRow],
+        section_key: str,
+        membership: str,
+        ignored_senders: frozenset[str] = frozenset(),
     ) -> dict[str, JsonDict]:
         if not rooms:
             return {}
@@ -459,6 +505,8 @@ class RoomsSectionBuilder:
         out: dict[str, JsonDict] = {}
         for room_id, m in rooms.items():
             stored = loaded.get(m.event_id)
+            if stored is not None and stored.event.sender in ignored_senders:
+                continue  # spec: invites from ignored users are not sent
             events: list[JsonDict] = []
             if stored is not None:
                 carried = stored.event.unsigned.get(f"{membership}_room_state")
@@ -467,15 +515,24 @@ class RoomsSectionBuilder:
                         strip_state_event(e) for e in carried if isinstance(e, dict)
                     ]
                 else:
-                    events = await self._prejoin_state(room_id)
-                events = [e for e in events if e.get("type") != "m.room.member"]
+                    events = await self._prejoin_state(room_id, stored.event.sender)
+                # The sender's member event stays (as Synapse sends it: clients show
+                # who invited, SyTest checks it); the target's is the event itself.
+                sender = stored.event.sender
+                events = [
+                    e
+                    for e in events
+                    if e.get("type") != "m.room.member"
+                    or (e.get("state_key") == sender != stored.event.state_key)
+                ]
                 events.append(strip_state_event(dict(stored.event.data)))
             out[room_id] = {section_key: {"events": events}}
         return out
 
-    async def _prejoin_state(self, room_id: str) -> list[JsonDict]:
+    async def _prejoin_state(self, room_id: str, sender: str) -> list[JsonDict]:
         ids = await self._current_state.get_current_state_event_ids(
-            room_id, [(t, "") for t in PREJOIN_STATE_TYPES]
+            room_id,
+            [(t, "") for t in PREJOIN_STATE_TYPES] + [("m.room.member", sender)],
         )
         loaded = await self._events.get_events(ids.values())
         return [
