@@ -21,7 +21,8 @@ on PYTHONPATH), whatever venv supplies the interpreter, so a worktree tests
 its own code.
 
 Settings without a Ranvier config key (the tests needing them fail or skip):
-macaroon_secret_key, app_service_config_files (issue #15), recaptcha, cas.
+registration_shared_secret (no /_synapse/admin/v1/register: the admin API is issue
+#14), macaroon_secret_key, app_service_config_files (issue #15), recaptcha, cas.
 
 Outbound HTTPS to SyTest's own servers (push gateway, URL previews) is
 verified against the system trust store; SyTest signs their certificates with
@@ -179,7 +180,7 @@ def write_overlay(s: dict[str, Any], settings_path: str, hs_dir: Path) -> Path:
         f.write(
             "# written by tests/sytest/ranvier_from_generic.py from\n"
             f"# {settings_path}; layered over the base homeserver.yaml\n"
-            "# not mapped: macaroon_secret_key,\n"
+            "# not mapped: registration_shared_secret, macaroon_secret_key,\n"
             f"#   app_service_config_files ({appservices} given),"
             f" recaptcha ({given['recaptcha']}), cas ({given['cas']})\n"
         )
