@@ -201,7 +201,9 @@ class RoomBackfiller:
         fresh = {
             eid: e
             for eid, e in checked.items()
-            if eid not in stored or stored[eid].outlier
+            # An accepted outlier joins the timeline; a rejected one stays rejected.
+            if eid not in stored
+            or (stored[eid].outlier and stored[eid].rejected_reason is None)
         }
         if not fresh:
             return False
