@@ -254,7 +254,12 @@ async def test_auth_events_citing_a_rejected_event(
             a.room, MALLORY, "m.room.name", {"name": "mine"}, state_key="", auth=auth
         )
         results = await a.send([name])
-        assert "error" in results[name.event_id]
+        # Processed: `{}` as Synapse answers; both are stored as rejected.
+        assert results == {name.event_id: {}}, results
+        for event_id in (x.event_id, name.event_id):
+            status = await stored_status(a, event_id)
+            assert status is not None
+            assert status.rejected_reason is not None
         await assert_room_intact(
             a,
             expected={PL_KEY: real_pl},
@@ -503,9 +508,14 @@ async def test_timestamps_far_in_the_future(tmp_path: Path, room_version: str) -
         results = await a.send([msg, name])
         if a.rv.enforce_key_validity:
             assert "valid key" in results[msg.event_id]["error"]
+            assert "error" in results[name.event_id]
         else:
             assert results[msg.event_id] == {}
-        assert "error" in results[name.event_id]
+            # Processed (mallory may not name the room): `{}`, stored as rejected.
+            assert results[name.event_id] == {}
+            status = await stored_status(a, name.event_id)
+            assert status is not None
+            assert status.rejected_reason is not None
         await assert_room_intact(
             a, expected={PL_KEY: key(a, PL_KEY)}, forbidden={name.event_id}
         )
