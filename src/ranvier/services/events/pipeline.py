@@ -489,7 +489,8 @@ class RoomSession:
         auth event of later events, or in the room state a join gave us. Storing a
         rejection now would withdraw it retroactively, and the state before it may come
         from the very peer sending it (`/state_ids` at a gap): a liar could get an
-        honest event rejected for good. (Synapse stores the rejection.)"""
+        honest event rejected for good. Synapse keeps such an event an outlier too
+        ("what we have is at least as good")."""
         logger.info("%s stays an outlier: %s", event.event_id, reason)
 
     async def _supplied_state(
