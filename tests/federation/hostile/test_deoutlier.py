@@ -10,9 +10,12 @@ from pathlib import Path
 
 import orjson
 
+from ranvier.core.events.builder import finalize_local_event
 from ranvier.core.events.event import Event, StateKey
+from ranvier.core.events.local_builder import build_unsigned_pdu
 from ranvier.storage.txn import Txn
 from tests.federation.hostile.scenario import (
+    EVIL,
     MALLORY,
     PL_KEY,
     Attack,
@@ -164,3 +167,53 @@ async def test_outlier_failing_as_a_timeline_event_stays_an_accepted_outlier(
         chunk = await a.alice.ok("GET", f"/rooms/{a.q()}/messages?dir=b&limit=50")
         assert late.event_id not in {e["event_id"] for e in chunk["chunk"]}
         await assert_room_intact(a, expected={MEMBER: ban}, check_served=False)
+
+
+async def test_v1_other_copy_of_an_outlier_does_not_replace_it(
+    tmp_path: Path, engine: str
+) -> None:
+    """Before v3 an event ID is not a hash: evil.test sends, under the ID of her
+    member event R that Ranvier holds as an outlier, a differently signed copy saying
+    "leave". The stored copy (the join) is what enters the DAG and the membership
+    tables; the second copy never does."""
+    async with attacked_room(tmp_path, room_version="1", engine=engine) as a:
+        renamed = a.room.build(
+            a.peer, MALLORY, "m.room.member",
+            {"membership": "join", "displayname": "mal"}, state_key=MALLORY,
+            record=False,
+        )  # fmt: skip
+        a.room.events[renamed.event_id] = renamed
+        hello = message_citing(a, renamed)
+        a.peer.answer("get_missing_events", {"events": []})
+        assert await a.send([hello]) == {hello.event_id: {}}
+        pdu = build_unsigned_pdu(
+            a.rv, event_type="m.room.member", sender=MALLORY,
+            content={"membership": "leave"}, room_id=a.room_id,
+            origin_server_ts=renamed.origin_server_ts,
+            prev_events=[a.room.events[p] for p in renamed.prev_event_ids],
+            auth_events=[a.room.events[e] for e in renamed.auth_event_ids],
+            state_key=MALLORY, v1_event_id=renamed.event_id,
+        )  # fmt: skip
+        other = finalize_local_event(pdu, a.rv, EVIL, a.peer.key)
+        assert other.event_id == renamed.event_id
+        assert await a.send([other]) == {other.event_id: {}}
+        assert (await current_state(a))[MEMBER] == renamed.event_id
+        assert await current_membership(a, MALLORY) == "join"
+        member = await a.alice.ok(
+            "GET", f"/rooms/{a.q()}/state/m.room.member/{MALLORY}"
+        )
+        assert member == {"membership": "join", "displayname": "mal"}
+        await assert_room_intact(a, expected={MEMBER: renamed.event_id})
+
+
+async def current_membership(a: Attack, user_id: str) -> str | None:
+    def txn_fn(txn: Txn) -> str | None:
+        txn.execute(
+            "SELECT membership FROM current_memberships "
+            "WHERE room_id = ? AND user_id = ?",
+            (a.room_id, user_id),
+        )
+        row = txn.fetchone()
+        return str(row[0]) if row is not None else None
+
+    return await a.hs.peer.homeserver.db.run_read_txn("test_membership", txn_fn)

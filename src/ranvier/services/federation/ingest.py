@@ -96,6 +96,14 @@ class _Gaps:
     failed: str | None = None
 
 
+def _stored_copy(event: Event, stored: StoredEvent | None) -> Event:
+    """The event to de-outlier: the copy we stored, not the one just received. Before
+    room v3 an event ID is not a hash, so a second copy under the same ID may differ
+    (other type or state key): the one whose JSON we keep is the one to check and
+    place in state (as "a known event ID is never replaced")."""
+    return stored.event if stored is not None else event
+
+
 class RemoteEventIngester:
     def __init__(
         self,
@@ -154,8 +162,10 @@ class RemoteEventIngester:
         *,
         fetch_missing: bool,
     ) -> IngestResult:
-        if _is_done(await self._events.get_event(event.event_id)):
+        known = await self._events.get_event(event.event_id)
+        if _is_done(known):
             return IngestResult()
+        event = _stored_copy(event, known)
         gaps = _Gaps()
         await self._fill_auth_events(origin, room_id, event, budget, gaps)
         missing = await self._prevs_without_state(event)
@@ -171,6 +181,7 @@ class RemoteEventIngester:
             stored = await self._events.get_event(event.event_id)
             if _is_done(stored):
                 return IngestResult()
+            event = _stored_copy(event, stored)
             if await session.unknown_auth_events(event):
                 # Not stored, not rejected: the event may be another server's honest
                 # one relayed by a peer withholding its auth chain, and a stored
