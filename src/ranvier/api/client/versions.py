@@ -42,6 +42,9 @@ UNSTABLE_FEATURES: dict[str, bool] = {
     "org.matrix.msc3814": True,
     # /publicRooms `filter.room_types` (services/rooms/aliases.py).
     "org.matrix.msc3827.stable": True,
+    # Simplified sliding sync, MSC4186 (api/client/sliding_sync.py): Element X and
+    # matrix-js-sdk's SlidingSync look for this before they use the endpoint.
+    "org.matrix.simplified_msc3575": True,
 }
 
 

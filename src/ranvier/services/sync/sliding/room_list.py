@@ -1,0 +1,238 @@
+"""The server's room list for sliding sync (MSC4186 "Lists"): which of the user's
+rooms can appear, what the list filters look at, and the order.
+
+* Joined, invited and knocked rooms are always in the list. Rooms the user was kicked
+  or banned from are in it too (they may not have seen that happen); rooms they left
+  themselves only until the connection has been sent the leave.
+* Order: newest `bump_stamp` first (the newest event of `BUMP_EVENT_TYPES`, which is
+  what Element X sorts by); for rooms the user is not joined to, their membership
+  event's position.
+* Facts for the filters (room type, encryption) and bump stamps are cached per room
+  and re-read only for rooms that got events since (the notifier knows which), so an
+  incremental request costs what changed, not the size of the account.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ranvier.core.sliding_sync import (
+    ListConfig,
+    RoomFacts,
+    room_matches,
+    rooms_in_ranges,
+    sort_rooms,
+)
+from ranvier.services.sync.rooms import RoomChanges
+from ranvier.services.sync.serialize import EventSource
+from ranvier.storage.stores.account_data import AccountDataSnapshot
+from ranvier.storage.stores.room_lists import RoomListStore
+from ranvier.storage.stores.sliding_sync import SentRoom
+from ranvier.storage.stores.sync import MembershipRow, SyncStore
+from ranvier.util.lru import LruCache
+
+JsonDict = dict[str, Any]
+
+JOIN, LEAVE, BAN = "join", "leave", "ban"
+_CACHED_ROOMS = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class _Cached:
+    position: int
+    bump_stamp: int | None
+    room_type: str | None
+    encrypted: bool
+
+
+@dataclass(slots=True)
+class ListResult:
+    count: int
+    # The rooms of the list's ranges, in order.
+    room_ids: list[str] = field(default_factory=list)
+
+    def to_json(self, ranges: Any) -> JsonDict:
+        out: JsonDict = {"count": self.count}
+        # Clients of the first MSC3575 generation read the window from `ops`.
+        if ranges:
+            out["ops"] = [
+                {"op": "SYNC", "range": [a, b], "room_ids": self.room_ids}
+                for a, b in ranges[:1]
+            ]
+        return out
+
+
+class RoomListBuilder:
+    def __init__(
+        self,
+        store: SyncStore,
+        lists: RoomListStore,
+        events: EventSource,
+        changes: RoomChanges,
+    ) -> None:
+        self._store = store
+        self._events = events
+        self._senders_cache: LruCache[str, str] = LruCache(_CACHED_ROOMS)
+        self._lists = lists
+        self._changes = changes
+        self._cache: LruCache[str, _Cached] = LruCache(_CACHED_ROOMS)
+
+    async def joined_room_ids(self, user_id: str) -> set[str]:
+        return await self._store.get_joined_room_ids(user_id)
+
+    async def rooms_with_events(
+        self, room_ids: list[str], from_pos: int, to_pos: int
+    ) -> set[str]:
+        return await self._store.get_rooms_with_events(room_ids, from_pos, to_pos)
+
+    async def memberships_at(self, user_id: str, pos: int) -> dict[str, MembershipRow]:
+        """The user's membership in each room as of the events position `pos`."""
+        current = await self._store.get_rooms_for_user(user_id)
+        out = {m.room_id: m for m in current if m.stream_ordering <= pos}
+        late = {m.room_id for m in current if m.stream_ordering > pos}
+        if late:
+            for change in await self._store.get_membership_changes(user_id, 0, pos):
+                if change.room_id in late:
+                    out[change.room_id] = change
+        return out
+
+    async def candidates(
+        self,
+        user_id: str,
+        memberships: Mapping[str, MembershipRow],
+        sent: Mapping[str, SentRoom],
+    ) -> dict[str, MembershipRow]:
+        out: dict[str, MembershipRow] = {}
+        check: list[MembershipRow] = []
+        for room_id, m in memberships.items():
+            prev = sent.get(room_id)
+            if (
+                m.membership == BAN
+                or m.membership != LEAVE
+                or (prev is not None and prev.membership not in (LEAVE, BAN))
+            ):
+                out[room_id] = m
+            else:
+                check.append(m)
+        senders = await self._senders([m.event_id for m in check])
+        for m in check:
+            # Kicked (someone else's leave): kept, they may not have seen it happen.
+            if senders.get(m.event_id, user_id) != user_id:
+                out[m.room_id] = m
+        return out
+
+    async def _senders(self, event_ids: list[str]) -> dict[str, str]:
+        out = {e: s for e in event_ids if (s := self._senders_cache.get(e)) is not None}
+        missing = [e for e in event_ids if e not in out]
+        if missing:
+            loaded = await self._events.get_events(missing)
+            for event_id, stored in loaded.items():
+                out[event_id] = stored.event.sender
+                self._senders_cache.set(event_id, stored.event.sender)
+        return out
+
+    async def facts(
+        self,
+        rooms: Mapping[str, MembershipRow],
+        now_events: int,
+        account: AccountDataSnapshot,
+    ) -> dict[str, RoomFacts]:
+        cached = await self._cached_facts(rooms, now_events)
+        dm_rooms = _dm_rooms(account.global_data.get("m.direct"))
+        out: dict[str, RoomFacts] = {}
+        for room_id, m in rooms.items():
+            c = cached.get(room_id)
+            stamp = m.stream_ordering
+            if m.membership == JOIN and c is not None and c.bump_stamp is not None:
+                stamp = c.bump_stamp
+            out[room_id] = RoomFacts(
+                room_id=room_id,
+                membership=m.membership,
+                bump_stamp=stamp,
+                room_type=c.room_type if c else None,
+                encrypted=c.encrypted if c else False,
+                is_dm=room_id in dm_rooms,
+                tags=_tags(account.room_data.get(room_id, {}).get("m.tag")),
+            )
+        return out
+
+    async def _cached_facts(
+        self, rooms: Mapping[str, MembershipRow], now_events: int
+    ) -> dict[str, _Cached]:
+        out: dict[str, _Cached] = {}
+        stale: dict[str, int] = {}
+        by_position: dict[int, list[str]] = {}
+        for room_id in rooms:
+            c = self._cache.get(room_id)
+            if c is None or c.position > now_events:
+                stale[room_id] = now_events
+            else:
+                by_position.setdefault(c.position, []).append(room_id)
+                out[room_id] = c
+        for position, room_ids in by_position.items():
+            changed = self._changes.rooms_changed_since(room_ids, position)
+            if changed is None:
+                changed = await self._store.get_rooms_with_events(
+                    room_ids, position, now_events
+                )
+            for room_id in changed:
+                stale[room_id] = now_events
+                out.pop(room_id, None)
+        if stale:
+            stamps = await self._lists.get_bump_stamps(stale)
+            contents = await self._lists.get_fact_contents(list(stale))
+            for room_id in stale:
+                facts = contents.get(room_id, {})
+                room_type = facts.get("m.room.create", {}).get("type")
+                c = _Cached(
+                    now_events,
+                    stamps.get(room_id),
+                    room_type if isinstance(room_type, str) else None,
+                    "m.room.encryption" in facts,
+                )
+                self._cache.set(room_id, c)
+                out[room_id] = c
+        return out
+
+    async def build_lists(
+        self,
+        user_id: str,
+        lists: Mapping[str, ListConfig],
+        facts: Mapping[str, RoomFacts],
+    ) -> dict[str, ListResult]:
+        ordered = sort_rooms(facts.values())
+        joined = {f.room_id for f in ordered if f.membership == JOIN}
+        out: dict[str, ListResult] = {}
+        for name, config in lists.items():
+            children: frozenset[str] | None = None
+            if config.filters.spaces is not None:
+                # Only spaces the user is joined to count (MSC4186 `spaces`).
+                spaces = [s for s in config.filters.spaces if s in joined]
+                children = frozenset(await self._lists.get_space_children(spaces))
+            matching = [
+                f.room_id for f in ordered if room_matches(f, config.filters, children)
+            ]
+            out[name] = ListResult(
+                len(matching), rooms_in_ranges(matching, config.ranges)
+            )
+        return out
+
+
+def _dm_rooms(content: Any) -> set[str]:
+    """Rooms named in `m.direct` account data ({user_id: [room_id, …]})."""
+    if not isinstance(content, dict):
+        return set()
+    return {
+        room
+        for rooms in content.values()
+        if isinstance(rooms, list)
+        for room in rooms
+        if isinstance(room, str)
+    }
+
+
+def _tags(content: Any) -> frozenset[str]:
+    tags = content.get("tags") if isinstance(content, dict) else None
+    return frozenset(tags) if isinstance(tags, dict) else frozenset()
