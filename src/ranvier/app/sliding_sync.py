@@ -62,6 +62,7 @@ def build_sliding_sync(
             rooms.visibility,
             EventSerializer(rooms.serializer),
             notification_counts,
+            sync.notifier,
         ),
         extensions=ExtensionsBuilder(
             store=sync.store,

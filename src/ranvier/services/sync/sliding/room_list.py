@@ -35,8 +35,14 @@ from ranvier.util.lru import LruCache
 
 JsonDict = dict[str, Any]
 
-JOIN, LEAVE, BAN = "join", "leave", "ban"
+JOIN, INVITE, LEAVE, BAN = "join", "invite", "leave", "ban"
 _CACHED_ROOMS = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class MemberInfo:
+    sender: str
+    is_direct: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +80,7 @@ class RoomListBuilder:
     ) -> None:
         self._store = store
         self._events = events
-        self._senders_cache: LruCache[str, str] = LruCache(_CACHED_ROOMS)
+        self._member_info: LruCache[str, MemberInfo] = LruCache(_CACHED_ROOMS)
         self._lists = lists
         self._changes = changes
         self._cache: LruCache[str, _Cached] = LruCache(_CACHED_ROOMS)
@@ -103,34 +109,43 @@ class RoomListBuilder:
         user_id: str,
         memberships: Mapping[str, MembershipRow],
         sent: Mapping[str, SentRoom],
+        ignored: frozenset[str] = frozenset(),
     ) -> dict[str, MembershipRow]:
         out: dict[str, MembershipRow] = {}
         check: list[MembershipRow] = []
         for room_id, m in memberships.items():
-            prev = sent.get(room_id)
-            if (
-                m.membership == BAN
-                or m.membership != LEAVE
-                or (prev is not None and prev.membership not in (LEAVE, BAN))
-            ):
-                out[room_id] = m
-            else:
+            if m.membership in (INVITE, LEAVE):
                 check.append(m)
-        senders = await self._senders([m.event_id for m in check])
+            else:
+                out[room_id] = m
+        info = await self.membership_info([m.event_id for m in check])
         for m in check:
-            # Kicked (someone else's leave): kept, they may not have seen it happen.
-            if senders.get(m.event_id, user_id) != user_id:
+            prev = sent.get(m.room_id)
+            sender = info[m.event_id].sender if m.event_id in info else user_id
+            if m.membership == INVITE:
+                # Spec (Ignoring users): invites from ignored users are not shown.
+                if sender not in ignored:
+                    out[m.room_id] = m
+            elif sender != user_id or (
+                prev is not None and prev.membership not in (LEAVE, BAN)
+            ):
+                # Kicked (someone else's leave): kept, they may not have seen it
+                # happen; left themselves: until the connection was sent the leave.
                 out[m.room_id] = m
         return out
 
-    async def _senders(self, event_ids: list[str]) -> dict[str, str]:
-        out = {e: s for e in event_ids if (s := self._senders_cache.get(e)) is not None}
+    async def membership_info(self, event_ids: list[str]) -> dict[str, MemberInfo]:
+        """Sender and `is_direct` of membership events (immutable, so cached)."""
+        out = {e: i for e in event_ids if (i := self._member_info.get(e)) is not None}
         missing = [e for e in event_ids if e not in out]
         if missing:
             loaded = await self._events.get_events(missing)
             for event_id, stored in loaded.items():
-                out[event_id] = stored.event.sender
-                self._senders_cache.set(event_id, stored.event.sender)
+                info = MemberInfo(
+                    stored.event.sender, stored.event.content.get("is_direct") is True
+                )
+                out[event_id] = info
+                self._member_info.set(event_id, info)
         return out
 
     async def facts(
@@ -141,6 +156,17 @@ class RoomListBuilder:
     ) -> dict[str, RoomFacts]:
         cached = await self._cached_facts(rooms, now_events)
         dm_rooms = _dm_rooms(account.global_data.get("m.direct"))
+        # An invite marked `is_direct` is a DM before the user accepts it (spec:
+        # Direct Messaging), as Element X shows it.
+        invites = [m.event_id for m in rooms.values() if m.membership == INVITE]
+        info = await self.membership_info(invites)
+        dm_rooms |= {
+            m.room_id
+            for m in rooms.values()
+            if m.membership == INVITE
+            and m.event_id in info
+            and info[m.event_id].is_direct
+        }
         out: dict[str, RoomFacts] = {}
         for room_id, m in rooms.items():
             c = cached.get(room_id)

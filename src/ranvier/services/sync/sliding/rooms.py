@@ -32,7 +32,11 @@ from ranvier.core.room_tokens import RoomToken
 from ranvier.core.sliding_sync import MEMBER, RequiredState, RoomConfig
 from ranvier.core.streams import SyncToken
 from ranvier.services.sync.room_data import StateSource, VisibilityFilter
-from ranvier.services.sync.rooms import PREJOIN_STATE_TYPES, NotificationCounter
+from ranvier.services.sync.rooms import (
+    PREJOIN_STATE_TYPES,
+    NotificationCounter,
+    RoomChanges,
+)
 from ranvier.services.sync.serialize import (
     EventSerializer,
     EventSource,
@@ -100,7 +104,9 @@ class RoomResultsBuilder:
         visibility: VisibilityFilter,
         serializer: EventSerializer,
         notification_counts: NotificationCounter | None,
+        changes: RoomChanges,
     ) -> None:
+        self._changes = changes
         self._store = store
         self._lists = lists
         self._events = events
@@ -117,16 +123,20 @@ class RoomResultsBuilder:
         since: SyncToken | None,
         now: SyncToken,
         dm_changed: bool,
+        ignored: frozenset[str] = frozenset(),
     ) -> RoomsOutcome:
         out = RoomsOutcome()
         stripped = [r for r in requests if r.membership.membership in STRIPPED]
         await self._build_stripped(stripped, since, out)
-        plans = [
-            self._plan(r, since, now)
-            for r in requests
-            if r.membership.membership not in STRIPPED
-        ]
-        await self._load_timelines(user_id, plans)
+        plans = await self._quiet_rooms_left_out(
+            [
+                self._plan(r, since, now)
+                for r in requests
+                if r.membership.membership not in STRIPPED
+            ],
+            out,
+        )
+        await self._load_timelines(user_id, plans, ignored)
         await self._load_state(user_id, plans)
         active = [p for p in plans if _has_news(p)]
         out.current |= {p.req.room_id for p in plans if not _has_news(p)}
@@ -152,7 +162,27 @@ class RoomResultsBuilder:
             plan.expanded = True
         return plan
 
-    async def _load_timelines(self, user_id: str, plans: Sequence[_Plan]) -> None:
+    async def _quiet_rooms_left_out(
+        self, plans: list[_Plan], out: RoomsOutcome
+    ) -> list[_Plan]:
+        """Rooms already sent, with no event since and the same config, need no
+        reads at all: the notifier knows which rooms got events (so an incremental
+        request costs what changed, not the size of the window)."""
+        maybe_quiet: dict[int, list[str]] = {}
+        for p in plans:
+            if not (p.initial or p.expanded or _state_expanded(p)):
+                maybe_quiet.setdefault(p.from_pos, []).append(p.req.room_id)
+        quiet: set[str] = set()
+        for from_pos, room_ids in maybe_quiet.items():
+            changed = self._changes.rooms_changed_since(room_ids, from_pos)
+            if changed is not None:
+                quiet |= set(room_ids) - changed
+        out.current |= quiet
+        return [p for p in plans if p.req.room_id not in quiet]
+
+    async def _load_timelines(
+        self, user_id: str, plans: Sequence[_Plan], ignored: frozenset[str]
+    ) -> None:
         by_limit: dict[int, list[_Plan]] = {}
         for p in plans:
             by_limit.setdefault(max(p.req.config.timeline_limit, 1), []).append(p)
@@ -166,7 +196,18 @@ class RoomResultsBuilder:
             )
             for p in group:
                 part = slices[p.req.room_id]
-                events = await self._visible(user_id, p, part.events)
+                events = await self._visible(
+                    user_id,
+                    p,
+                    [
+                        e
+                        for e in part.events
+                        # Spec (Ignoring users): their events are not served, except
+                        # state, which the room's state needs.
+                        if e.event.sender not in ignored
+                        or e.event.state_key is not None
+                    ],
+                )
                 new = [e for e in events if e.stream_ordering > p.from_pos]
                 if p.expanded and not new and len(events) <= _old_limit(p):
                     # The client already has every event the bigger limit covers.

@@ -36,6 +36,7 @@ from ranvier.services.sync.rooms import RoomChanges
 from ranvier.services.sync.sliding.extensions import ExtensionContext, ExtensionsBuilder
 from ranvier.services.sync.sliding.room_list import ListResult, RoomListBuilder
 from ranvier.services.sync.sliding.rooms import RoomRequest, RoomResultsBuilder
+from ranvier.storage.stores.account_data import AccountDataSnapshot
 from ranvier.storage.stores.sliding_sync import (
     LIVE,
     PREVIOUSLY,
@@ -45,6 +46,7 @@ from ranvier.storage.stores.sliding_sync import (
 )
 from ranvier.storage.stores.sync import MembershipRow
 from ranvier.util.clock import Clock
+from ranvier.util.lru import LruCache
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +55,8 @@ JsonDict = dict[str, Any]
 # Connections unused this long are forgotten (Synapse uses the same week).
 CONNECTION_TTL_MS: Final = 7 * 24 * 3600 * 1000
 CLEANUP_INTERVAL_S: Final = 3600
+# Users whose account data (m.direct, tags, ignored users) is kept between requests.
+ACCOUNT_CACHE_USERS: Final = 10_000
 
 
 def unknown_pos() -> MatrixError:
@@ -103,6 +107,9 @@ class SlidingSyncService:
         self._account_data = account_data
         self._presence = presence
         self._changes = changes
+        self._accounts: LruCache[str, tuple[int, AccountDataSnapshot]] = LruCache(
+            ACCOUNT_CACHE_USERS
+        )
 
     async def sync(self, call: SlidingSyncCall) -> JsonDict:
         await self._presence.sync_started(call.user_id, call.set_presence)
@@ -178,9 +185,10 @@ class SlidingSyncService:
         old_data = state.data if state is not None else {}
         subscriptions = _subscriptions(old_data, req)
         memberships = await self._room_list.memberships_at(call.user_id, now.events)
-        candidates = await self._room_list.candidates(call.user_id, memberships, sent)
-        account = await self._account_data.get_account_data_since(
-            call.user_id, 0, now.account_data
+        account = await self._account_snapshot(call.user_id, now.account_data)
+        ignored = _ignored_users(account)
+        candidates = await self._room_list.candidates(
+            call.user_id, memberships, sent, ignored
         )
         facts = await self._room_list.facts(candidates, now.events, account)
         lists = await self._room_list.build_lists(call.user_id, req.lists, facts)
@@ -203,7 +211,7 @@ class SlidingSyncService:
             call.user_id, since, now
         )
         outcome = await self._results.build(
-            call.user_id, call.device_id, requests, since, now, dm_changed
+            call.user_id, call.device_id, requests, since, now, dm_changed, ignored
         )
         initial_rooms = {r for r, body in outcome.rooms.items() if body.get("initial")}
         extensions = await self._extensions.build(
@@ -243,6 +251,28 @@ class SlidingSyncService:
             or counts != old_data.get("list_counts")
         )
         return _Computed(now, body, rows, data, has_news)
+
+    async def _account_snapshot(
+        self, user_id: str, position: int
+    ) -> AccountDataSnapshot:
+        """All the user's account data as of `position`: the cached copy brought up
+        to date with what changed since it was read (one small read per request)."""
+        cached = self._accounts.get(user_id)
+        if cached is None or cached[0] > position:
+            snapshot = await self._account_data.get_account_data_since(
+                user_id, 0, position
+            )
+        else:
+            snapshot = _copy_snapshot(cached[1])
+            if cached[0] < position:
+                delta = await self._account_data.get_account_data_since(
+                    user_id, cached[0], position
+                )
+                snapshot.global_data.update(delta.global_data)
+                for room_id, entries in delta.room_data.items():
+                    snapshot.room_data.setdefault(room_id, {}).update(entries)
+        self._accounts.set(user_id, (position, snapshot))
+        return _copy_snapshot(snapshot)
 
     async def _dm_changed(self, user_id: str, since: SyncToken, now: SyncToken) -> bool:
         changed = await self._account_data.get_account_data_since(
@@ -322,6 +352,19 @@ class SlidingSyncService:
 
 
 # -- helpers --------------------------------------------------------------------------------------
+
+
+def _copy_snapshot(s: AccountDataSnapshot) -> AccountDataSnapshot:
+    return AccountDataSnapshot(
+        dict(s.global_data), {r: dict(e) for r, e in s.room_data.items()}
+    )
+
+
+def _ignored_users(account: AccountDataSnapshot) -> frozenset[str]:
+    """Spec (Ignoring users): `m.ignored_user_list` = {"ignored_users": {user: {}}}."""
+    content = account.global_data.get("m.ignored_user_list")
+    users = content.get("ignored_users") if isinstance(content, dict) else None
+    return frozenset(users) if isinstance(users, dict) else frozenset()
 
 
 def _decode_token(text: str) -> SyncToken | None:
