@@ -54,6 +54,23 @@ MAX_LIST_RANGE_END: Final = 100_000
 
 
 @dataclass(frozen=True, slots=True)
+class StateQuery:
+    """Which state of a room to read: everything, or every key of `types` plus `keys`."""
+
+    full: bool = False
+    types: frozenset[str] = frozenset()
+    keys: frozenset[StateKey] = frozenset()
+
+    def union(self, other: StateQuery) -> StateQuery:
+        if self.full or other.full:
+            return StateQuery(full=True)
+        return StateQuery(False, self.types | other.types, self.keys | other.keys)
+
+    def is_empty(self) -> bool:
+        return not (self.full or self.types or self.keys)
+
+
+@dataclass(frozen=True, slots=True)
 class RequiredState:
     """Which state of a room to send. `pairs` holds the requested (type, state_key)
     entries, wildcards and `$ME` unresolved; `lazy` is `$LAZY` / `lazy_members`."""
@@ -68,31 +85,26 @@ class RequiredState:
         return any(_pair_matches(p, key, user_id) for p in self.pairs)
 
     def combine(self, other: RequiredState) -> RequiredState:
-        if not self.exclude and not other.exclude:
-            return RequiredState(
-                self.pairs | other.pairs, frozenset(), self.lazy or other.lazy
-            )
-        # An exclusion of one config must not hide what the other config asked for:
-        # keep only the exclusions neither config's includes reach into.
-        keep = frozenset(e for e in self.exclude & other.exclude)
-        return RequiredState(self.pairs | other.pairs, keep, self.lazy or other.lazy)
+        # An exclusion of one config must not hide what the other asked for, so only
+        # exclusions both configs make survive the union.
+        return RequiredState(
+            self.pairs | other.pairs,
+            self.exclude & other.exclude,
+            self.lazy or other.lazy,
+        )
 
-    def is_empty(self) -> bool:
-        return not self.pairs and not self.lazy
-
-    def wants_everything_of(self, etype: str) -> bool:
-        return (etype, WILDCARD) in self.pairs or (WILDCARD, WILDCARD) in self.pairs
-
-    def explicit_keys(self, user_id: str) -> set[StateKey]:
-        """The entries naming one exact state key (those can be looked up directly)."""
-        return {
-            (t, user_id if k == STATE_KEY_ME else k)
-            for t, k in self.pairs
-            if t != WILDCARD and k != WILDCARD
-        }
-
-    def has_wildcards(self) -> bool:
-        return any(WILDCARD in p for p in self.pairs)
+    def state_query(self, user_id: str) -> StateQuery:
+        """The state keys a store must read so `matches` can pick from them."""
+        if any(t == WILDCARD for t, _ in self.pairs):
+            return StateQuery(full=True)
+        return StateQuery(
+            types=frozenset(t for t, k in self.pairs if k == WILDCARD),
+            keys=frozenset(
+                (t, user_id if k == STATE_KEY_ME else k)
+                for t, k in self.pairs
+                if k != WILDCARD
+            ),
+        )
 
     def to_json(self) -> JsonDict:
         return {

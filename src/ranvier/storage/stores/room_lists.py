@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ranvier.core.json import decode_json
-from ranvier.core.sliding_sync import BUMP_EVENT_TYPES
+from ranvier.core.sliding_sync import BUMP_EVENT_TYPES, StateQuery
 from ranvier.storage.database import Database
 from ranvier.storage.txn import Txn
 
@@ -70,13 +70,16 @@ class RoomListStore:
             "sliding_get_space_children", _space_children_txn, list(space_ids)
         )
 
-    async def get_current_state_ids(
-        self, room_ids: Collection[str]
+    async def get_state_ids(
+        self, queries: Mapping[str, StateQuery]
     ) -> dict[str, dict[StateKey, str]]:
-        if not room_ids:
+        """Per room: the current state ids its query asks for (only those, so a big
+        room's member list is not read to find a few keys)."""
+        queries = {r: q for r, q in queries.items() if not q.is_empty()}
+        if not queries:
             return {}
         return await self._db.run_read_txn(
-            "sliding_get_current_state_ids", _current_state_txn, list(room_ids)
+            "sliding_get_state_ids", _state_ids_txn, dict(queries)
         )
 
     async def get_state_changes(
@@ -151,15 +154,35 @@ def _space_children_txn(txn: Txn, space_ids: list[str]) -> set[str]:
     return out
 
 
-def _current_state_txn(txn: Txn, room_ids: list[str]) -> dict[str, dict[StateKey, str]]:
-    cond, params = txn.in_list("room_id", room_ids)
-    txn.execute(
-        f"SELECT room_id, type, state_key, event_id FROM current_state_events WHERE {cond}",
-        params,
+def _state_ids_txn(
+    txn: Txn, queries: dict[str, StateQuery]
+) -> dict[str, dict[StateKey, str]]:
+    out: dict[str, dict[StateKey, str]] = {}
+    base = (
+        "SELECT type, state_key, event_id FROM current_state_events WHERE room_id = ?"
     )
-    out: dict[str, dict[StateKey, str]] = {r: {} for r in room_ids}
-    for room_id, etype, skey, event_id in txn.fetchall():
-        out[str(room_id)][(str(etype), str(skey))] = str(event_id)
+    for room_id, q in queries.items():
+        found: dict[StateKey, str] = {}
+        statements: list[tuple[str, list[Any]]] = []
+        if q.full:
+            statements.append((base, [room_id]))
+        else:
+            if q.types:
+                cond, params = txn.in_list("type", list(q.types))
+                statements.append((f"{base} AND {cond}", [room_id, *params]))
+            for etype, skey in q.keys:
+                if etype not in q.types:
+                    statements.append(
+                        (
+                            f"{base} AND type = ? AND state_key = ?",
+                            [room_id, etype, skey],
+                        )
+                    )
+        for sql, params in statements:
+            txn.execute(sql, params)
+            for etype, skey, event_id in txn.fetchall():
+                found[(str(etype), str(skey))] = str(event_id)
+        out[room_id] = found
     return out
 
 

@@ -29,7 +29,7 @@ from typing import Any
 
 from ranvier.core.filters import DEFAULT_FILTER
 from ranvier.core.room_tokens import RoomToken
-from ranvier.core.sliding_sync import MEMBER, RequiredState, RoomConfig
+from ranvier.core.sliding_sync import MEMBER, RequiredState, RoomConfig, StateQuery
 from ranvier.core.streams import SyncToken
 from ranvier.services.sync.room_data import StateSource, VisibilityFilter
 from ranvier.services.sync.rooms import (
@@ -244,51 +244,37 @@ class RoomResultsBuilder:
         ]
 
     async def _load_state(self, user_id: str, plans: Sequence[_Plan]) -> None:
-        initial = [p for p in plans if p.initial]
-        joined_initial = [
-            p.req.room_id for p in initial if p.req.membership.membership == JOIN
-        ]
-        current = await self._lists.get_current_state_ids(joined_initial)
-        left_initial = [p for p in initial if p.req.membership.membership != JOIN]
+        """Pick each room's `required_state`: joined rooms read only the keys their
+        config can match (current state); rooms left read the state at the leave."""
+        queries = {
+            p.req.room_id: _state_query(p, user_id)
+            for p in plans
+            if p.req.membership.membership == JOIN
+        }
+        current = await self._lists.get_state_ids(queries)
         at_leave = await self._state_after(
-            [p.req.membership.event_id for p in left_initial]
+            [
+                p.req.membership.event_id
+                for p in plans
+                if p.req.membership.membership != JOIN
+            ]
         )
-        for p in initial:
+        incremental = [p for p in plans if not p.initial]
+        changes = await self._lists.get_state_changes(
+            {p.req.room_id: (p.from_pos, p.cap) for p in incremental}
+        )
+        for p in plans:
             full = (
                 current.get(p.req.room_id, {})
                 if p.req.membership.membership == JOIN
                 else at_leave.get(p.req.membership.event_id, {})
             )
-            _select_initial_state(p, full, user_id)
-        incremental = [p for p in plans if not p.initial]
-        changes = await self._lists.get_state_changes(
-            {p.req.room_id: (p.from_pos, p.cap) for p in incremental}
-        )
-        expanding = [p for p in incremental if _state_expanded(p)]
-        now_state = await self._lists.get_current_state_ids(
-            [
-                p.req.room_id
-                for p in incremental
-                if p.req.membership.membership == JOIN
-                and (_state_expanded(p) or p.req.config.required_state.lazy)
-            ]
-        )
-        left_now = await self._state_after(
-            [
-                p.req.membership.event_id
-                for p in incremental
-                if p.req.membership.membership != JOIN
-            ]
-        )
-        for p in incremental:
-            full = (
-                now_state.get(p.req.room_id, {})
-                if p.req.membership.membership == JOIN
-                else left_now.get(p.req.membership.event_id, {})
-            )
-            _select_incremental_state(
-                p, changes.get(p.req.room_id, []), full, user_id, p in expanding
-            )
+            if p.initial:
+                _select_initial_state(p, full, user_id)
+            else:
+                _select_incremental_state(
+                    p, changes.get(p.req.room_id, []), full, user_id, _state_expanded(p)
+                )
 
     async def _state_after(
         self, event_ids: Collection[str]
@@ -392,7 +378,12 @@ class RoomResultsBuilder:
                 wanted[p.req.room_id] = list(summary.heroes)
         if not wanted:
             return {}
-        state = await self._lists.get_current_state_ids(list(wanted))
+        state = await self._lists.get_state_ids(
+            {
+                room_id: StateQuery(keys=frozenset((MEMBER, u) for u in users))
+                for room_id, users in wanted.items()
+            }
+        )
         member_ids = {
             room_id: {u: state.get(room_id, {}).get((MEMBER, u)) for u in users}
             for room_id, users in wanted.items()
@@ -470,7 +461,8 @@ class RoomResultsBuilder:
             )
 
     async def _prejoin_state(self, room_id: str) -> list[JsonDict]:
-        state = (await self._lists.get_current_state_ids([room_id])).get(room_id, {})
+        query = StateQuery(keys=frozenset((t, "") for t in PREJOIN_STATE_TYPES))
+        state = (await self._lists.get_state_ids({room_id: query})).get(room_id, {})
         ids = [state[(t, "")] for t in PREJOIN_STATE_TYPES if (t, "") in state]
         loaded = await self._events.get_events(ids)
         return [
@@ -515,6 +507,17 @@ def _lazy_targets(p: _Plan) -> set[str]:
         if e.event.type == MEMBER and e.event.state_key is not None
     }
     return users
+
+
+def _state_query(p: _Plan, user_id: str) -> StateQuery:
+    spec = p.req.config.required_state
+    query = StateQuery()
+    if p.initial or _state_expanded(p):
+        query = spec.state_query(user_id)
+    if spec.lazy:
+        users = _lazy_targets(p) - (set() if p.initial else p.lazy_sent)
+        query = query.union(StateQuery(keys=frozenset((MEMBER, u) for u in users)))
+    return query
 
 
 def _select_initial_state(p: _Plan, full: Mapping[StateKey, str], user_id: str) -> None:
