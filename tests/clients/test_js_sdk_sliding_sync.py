@@ -1,6 +1,6 @@
 """matrix-js-sdk's SlidingSync (MSC4186) against the server, the way Element X syncs:
 a room list scrolled by ranges, a room subscription, a live message, an invite then a
-join with the DM flag (tests/js/sliding_sync_like_element_x.mjs). Both engines."""
+join with the DM flag, a leave (tests/js/sliding_sync_like_element_x.mjs). Both engines."""
 
 from __future__ import annotations
 
@@ -63,3 +63,6 @@ async def test_sliding_sync_through_matrix_js_sdk(
     assert invite["membership"] == "join"
     assert invite["isDm"] is True
     assert invite["joinedCount"] == 2
+    assert seen[open_room]["membership"] == "leave"
+    # Left by the user themselves: out of the list once the leave was sent.
+    assert out["countAfterLeave"] == 4

@@ -1,7 +1,7 @@
 // Runs matrix-js-sdk's SlidingSync (MSC4186, the path Element X and Element Web's
 // "simplified sliding sync" use) against the server: logs in, creates and joins rooms,
 // syncs a room list (ranges [0,1], then scrolled to [0,9]) and a room subscription,
-// receives a new message live, then joins an invite and sees the DM flag. Prints one
+// receives a new message live, joins an invite and sees the DM flag, then leaves a room. Prints one
 // JSON object with what the client saw.
 import { createClient } from "matrix-js-sdk";
 import { SlidingSync, SlidingSyncEvent, SlidingSyncState } from "matrix-js-sdk/lib/sliding-sync.js";
@@ -111,6 +111,12 @@ await waitFor(() => seen[inviteRoom]?.membership === "invite", "the invite");
 await client.setAccountData("m.direct", { [process.env.INVITER]: [inviteRoom] });
 await client.joinRoom(inviteRoom);
 await waitFor(() => seen[inviteRoom]?.membership === "join", "the join");
+
+// Leave a room: it comes once more, with the leave.
+await client.leave(process.env.JOIN_ROOM);
+await waitFor(() => seen[process.env.JOIN_ROOM]?.membership === "leave", "the leave");
+const afterLeave = await waitFor(() => true, "the response after the leave");
+out.countAfterLeave = afterLeave.lists.all.count;
 
 ss.stop();
 await loop.catch(() => {});
