@@ -166,10 +166,12 @@ class ExtensionsBuilder:
             snapshot = await self._account_data.get_account_data_since(
                 ctx.user_id, 0, ctx.now.account_data, initial=True
             )
-        else:
+        elif ctx.since.account_data < ctx.now.account_data:
             snapshot = await self._account_data.get_account_data_since(
                 ctx.user_id, ctx.since.account_data, ctx.now.account_data
             )
+        else:
+            snapshot = AccountDataSnapshot()
         per_room: JsonDict = {}
         for room_id in sorted(rooms):
             entries = (
@@ -195,7 +197,7 @@ class ExtensionsBuilder:
         events = await self._receipts.get_receipt_events(
             ctx.user_id, full, 0, ctx.now.receipts
         )
-        if ctx.since is not None:
+        if ctx.since is not None and ctx.since.receipts < ctx.now.receipts:
             rest = [r for r in joined if r not in ctx.initial_rooms]
             events.update(
                 await self._receipts.get_receipt_events(

@@ -59,15 +59,9 @@ class ListResult:
     # The rooms of the list's ranges, in order.
     room_ids: list[str] = field(default_factory=list)
 
-    def to_json(self, ranges: Any) -> JsonDict:
-        out: JsonDict = {"count": self.count}
-        # Clients of the first MSC3575 generation read the window from `ops`.
-        if ranges:
-            out["ops"] = [
-                {"op": "SYNC", "range": [a, b], "room_ids": self.room_ids}
-                for a, b in ranges[:1]
-            ]
-        return out
+    def to_json(self) -> JsonDict:
+        # MSC4186 dropped MSC3575's `ops`: clients know the order from bump_stamp.
+        return {"count": self.count}
 
 
 class RoomListBuilder:
@@ -173,6 +167,9 @@ class RoomListBuilder:
             stamp = m.stream_ordering
             if m.membership == JOIN and c is not None and c.bump_stamp is not None:
                 stamp = c.bump_stamp
+            # Backfilled events have negative stream positions, and matrix-rust-sdk
+            # reads bump_stamp as unsigned (one negative value fails the response).
+            stamp = max(stamp, 0)
             out[room_id] = RoomFacts(
                 room_id=room_id,
                 membership=m.membership,

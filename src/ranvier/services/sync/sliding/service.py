@@ -202,7 +202,7 @@ class SlidingSyncService:
                 prev=sent.get(room_id),
                 bump_stamp=facts[room_id].bump_stamp
                 if room_id in facts
-                else memberships[room_id].stream_ordering,
+                else max(memberships[room_id].stream_ordering, 0),
                 is_dm=room_id in facts and facts[room_id].is_dm,
             )
             for room_id, (config, names) in configs.items()
@@ -239,9 +239,7 @@ class SlidingSyncService:
             "list_counts": counts,
         }
         body: JsonDict = {
-            "lists": {
-                name: r.to_json(req.lists[name].ranges) for name, r in lists.items()
-            },
+            "lists": {name: r.to_json() for name, r in lists.items()},
             "rooms": outcome.rooms,
             "extensions": extensions,
         }
