@@ -15,6 +15,7 @@ lists and subscriptions gets the largest `timeline_limit` and the union of the
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -107,11 +108,9 @@ class RequiredState:
         )
 
     def to_json(self) -> JsonDict:
-        return {
-            "pairs": sorted([list(p) for p in self.pairs]),
-            "exclude": sorted([list(p) for p in self.exclude]),
-            "lazy": self.lazy,
-        }
+        """The stored form. Shared between calls (configs repeat every request):
+        callers must not modify it."""
+        return _required_state_json(self)
 
     @classmethod
     def from_json(cls, raw: Any) -> RequiredState:
@@ -122,6 +121,15 @@ class RequiredState:
             _pairs_from_json(raw.get("exclude")),
             bool(raw.get("lazy")),
         )
+
+
+@functools.lru_cache(maxsize=1024)
+def _required_state_json(spec: RequiredState) -> JsonDict:
+    return {
+        "pairs": sorted([list(p) for p in spec.pairs]),
+        "exclude": sorted([list(p) for p in spec.exclude]),
+        "lazy": spec.lazy,
+    }
 
 
 def _pairs_from_json(raw: Any) -> frozenset[StateKey]:

@@ -78,6 +78,7 @@ class RoomListBuilder:
         self._lists = lists
         self._changes = changes
         self._cache: LruCache[str, _Cached] = LruCache(_CACHED_ROOMS)
+        self._facts: LruCache[str, tuple[Any, RoomFacts]] = LruCache(_CACHED_ROOMS)
 
     async def joined_room_ids(self, user_id: str) -> set[str]:
         return await self._store.get_joined_room_ids(user_id)
@@ -170,15 +171,24 @@ class RoomListBuilder:
             # Backfilled events have negative stream positions, and matrix-rust-sdk
             # reads bump_stamp as unsigned (one negative value fails the response).
             stamp = max(stamp, 0)
-            out[room_id] = RoomFacts(
+            tags = _tags(account.room_data.get(room_id, {}).get("m.tag"))
+            key = (m.membership, stamp, c, room_id in dm_rooms, tags)
+            kept = self._facts.get(room_id)
+            if kept is not None and kept[0] == key:
+                # Reused as is: most rooms are unchanged from one request to the next.
+                out[room_id] = kept[1]
+                continue
+            facts = RoomFacts(
                 room_id=room_id,
                 membership=m.membership,
                 bump_stamp=stamp,
                 room_type=c.room_type if c else None,
                 encrypted=c.encrypted if c else False,
-                is_dm=room_id in dm_rooms,
-                tags=_tags(account.room_data.get(room_id, {}).get("m.tag")),
+                is_dm=key[3],
+                tags=tags,
             )
+            self._facts.set(room_id, (key, facts))
+            out[room_id] = facts
         return out
 
     async def _cached_facts(
@@ -256,6 +266,9 @@ def _dm_rooms(content: Any) -> set[str]:
     }
 
 
+_NO_TAGS: frozenset[str] = frozenset()
+
+
 def _tags(content: Any) -> frozenset[str]:
     tags = content.get("tags") if isinstance(content, dict) else None
-    return frozenset(tags) if isinstance(tags, dict) else frozenset()
+    return frozenset(tags) if isinstance(tags, dict) and tags else _NO_TAGS
