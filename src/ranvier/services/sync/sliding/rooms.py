@@ -83,6 +83,7 @@ class _Plan:
     lazy_sent: set[str] = field(default_factory=set)
     # Events happened in the range (even if a zero limit sends none of them).
     changed: bool = False
+    limit_confirmed: bool = False
 
 
 @dataclass(slots=True)
@@ -92,6 +93,9 @@ class RoomsOutcome:
     sent: dict[str, SentRoom] = field(default_factory=dict)
     # Rooms looked at and found current (their old row stays right).
     current: set[str] = field(default_factory=set)
+    # Current rooms whose grown timeline_limit covers nothing the client lacks: the
+    # bigger limit can be remembered without sending anything.
+    limit_confirmed: set[str] = field(default_factory=set)
 
 
 class RoomResultsBuilder:
@@ -140,6 +144,7 @@ class RoomResultsBuilder:
         await self._load_state(user_id, plans)
         active = [p for p in plans if _has_news(p)]
         out.current |= {p.req.room_id for p in plans if not _has_news(p)}
+        out.limit_confirmed |= {p.req.room_id for p in plans if p.limit_confirmed}
         await self._render(user_id, device_id, active, since, dm_changed, out)
         return out
 
@@ -212,6 +217,7 @@ class RoomResultsBuilder:
                 if p.expanded and not new and len(events) <= _old_limit(p):
                     # The client already has every event the bigger limit covers.
                     p.expanded = False
+                    p.limit_confirmed = True
                 limited = part.limited
                 if not p.initial and not p.expanded:
                     limited = limited and len(new) == len(events)

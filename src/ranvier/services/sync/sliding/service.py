@@ -229,7 +229,7 @@ class SlidingSyncService:
             ),
         )
         rows = list(outcome.sent.values())
-        rows += _refreshed(requests, outcome.current)
+        rows += _refreshed(requests, outcome.current, outcome.limit_confirmed)
         rows += await self._downgrades(
             sent, set(outcome.sent) | outcome.current, since, now
         )
@@ -424,7 +424,9 @@ def _room_configs(
     return out
 
 
-def _refreshed(requests: list[RoomRequest], current: set[str]) -> list[SentRoom]:
+def _refreshed(
+    requests: list[RoomRequest], current: set[str], limit_confirmed: set[str]
+) -> list[SentRoom]:
     """Rooms found up to date whose row says otherwise (a `previously` room with
     nothing new) or whose config changed: rewrite the row, live, with the new config."""
     out: list[SentRoom] = []
@@ -434,7 +436,7 @@ def _refreshed(requests: list[RoomRequest], current: set[str]) -> list[SentRoom]
             continue
         old_limit = prev.config.get("timeline_limit")
         limit = r.config.timeline_limit
-        if isinstance(old_limit, int):
+        if isinstance(old_limit, int) and r.room_id not in limit_confirmed:
             # A grown limit is kept back until the older events are actually sent.
             limit = min(limit, old_limit)
         config = {
