@@ -4,6 +4,7 @@ MSC4186 (`expanded_timeline`, a zero `timeline_limit`). Both engines."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from ranvier.storage.txn import EngineName
@@ -167,3 +168,44 @@ async def test_dm_invites_and_bad_requests(
             prefix="/_matrix/client/unstable/org.matrix.simplified_msc3575",
         )
         assert (status, err["errcode"]) == (403, "M_GUEST_ACCESS_FORBIDDEN")
+
+
+async def test_rejoin_connections_and_to_device_long_poll(
+    tmp_path: Path, db_engine: EngineName
+) -> None:
+    async with accounts_server(tmp_path, engine=db_engine) as (_hs, api):
+        alice = await new_user(api, "alice")
+        bob = await new_user(api, "bob")
+        room = await bob.create_room(name="Door", preset="public_chat")
+        await alice.join(room)
+        lst = {"all": {"ranges": [[0, 9]], "timeline_limit": 3}}
+        first = await ok(alice, {"lists": lst})
+        assert first["rooms"][room]["initial"] is True
+        # Left and joined again between two requests: the room starts over.
+        await alice.leave(room)
+        await alice.join(room)
+        again = await ok(alice, {"lists": lst}, first["pos"])
+        assert again["rooms"][room]["initial"] is True
+        assert again["rooms"][room]["membership"] == "join"
+
+        # Connections of one device are independent (conn_id).
+        other = await ok(alice, {"conn_id": "encryption"})
+        status, err = await ss(alice, {"conn_id": "encryption"}, again["pos"])
+        assert (status, err["errcode"]) == (400, "M_UNKNOWN_POS")
+        still = await ok(alice, {"lists": lst}, again["pos"])
+        assert still["rooms"] == {}
+
+        # An extensions-only connection (Element X's encryption loop) long-polls
+        # and wakes for a to-device message.
+        body = {"conn_id": "encryption", "extensions": {"to_device": {"enabled": True}}}
+        poll = asyncio.ensure_future(ok(alice, body, other["pos"], wait_ms=30_000))
+        await asyncio.sleep(0.3)
+        assert not poll.done()
+        await bob.ok(
+            "PUT",
+            "/sendToDevice/m.test/t9",
+            {"messages": {alice.user_id: {alice.device_id: {"wake": True}}}},
+        )
+        woken = await asyncio.wait_for(poll, 15)
+        events = woken["extensions"]["to_device"]["events"]
+        assert [e["content"] for e in events] == [{"wake": True}]

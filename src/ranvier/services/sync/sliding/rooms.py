@@ -132,14 +132,13 @@ class RoomResultsBuilder:
         out = RoomsOutcome()
         stripped = [r for r in requests if r.membership.membership in STRIPPED]
         await self._build_stripped(stripped, since, out)
-        plans = await self._quiet_rooms_left_out(
-            [
-                self._plan(r, since, now)
-                for r in requests
-                if r.membership.membership not in STRIPPED
-            ],
-            out,
-        )
+        plans = [
+            self._plan(r, since, now)
+            for r in requests
+            if r.membership.membership not in STRIPPED
+        ]
+        await self._restart_rejoined(user_id, plans, now)
+        plans = await self._quiet_rooms_left_out(plans, out)
         await self._load_timelines(user_id, plans, ignored)
         await self._load_state(user_id, plans)
         active = [p for p in plans if _has_news(p)]
@@ -166,6 +165,33 @@ class RoomResultsBuilder:
         if isinstance(old_limit, int) and req.config.timeline_limit > old_limit:
             plan.expanded = True
         return plan
+
+    async def _restart_rejoined(
+        self, user_id: str, plans: Sequence[_Plan], now: SyncToken
+    ) -> None:
+        """A room left and joined again since it was sent starts over (`initial`),
+        as `/sync` sends a rejoined room with full state: what happened while the
+        user was away is not a continuation of what the client has."""
+        incremental = {
+            p.req.room_id: p
+            for p in plans
+            if not p.initial and p.req.membership.membership == JOIN
+        }
+        if not incremental:
+            return
+        low = min(p.from_pos for p in incremental.values())
+        for change in await self._store.get_membership_changes(
+            user_id, low, now.events
+        ):
+            p = incremental.get(change.room_id)
+            if (
+                p is not None
+                and change.membership == JOIN
+                and change.prev_membership != JOIN
+                and change.stream_ordering > p.from_pos
+            ):
+                p.initial, p.from_pos, p.expanded = True, 0, False
+                p.lazy_sent = set()
 
     async def _quiet_rooms_left_out(
         self, plans: list[_Plan], out: RoomsOutcome
