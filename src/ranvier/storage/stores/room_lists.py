@@ -94,19 +94,39 @@ class RoomListStore:
         )
 
 
+_BUMP_TYPES_SQL = ", ".join(f"'{t}'" for t in BUMP_EVENT_TYPES)
+# The newest bump event of one room at or before a position: an index range scan on
+# (room_id, stream_ordering), newest first, stopping at the first bump type.
+_BUMP_SUBQUERY = (
+    "SELECT e.stream_ordering FROM events AS e WHERE e.room_id = {room}"
+    " AND e.stream_ordering <= {pos} AND e.type IN (" + _BUMP_TYPES_SQL + ")"
+    f" AND {_SERVABLE} ORDER BY e.stream_ordering DESC LIMIT 1"
+)
+
+
 def _bump_stamps_txn(txn: Txn, positions: dict[str, int]) -> dict[str, int]:
-    types = ", ".join("?" * len(BUMP_EVENT_TYPES))
-    sql = (
-        "SELECT e.stream_ordering FROM events AS e WHERE e.room_id = ?"
-        f" AND e.stream_ordering <= ? AND e.type IN ({types}) AND {_SERVABLE}"
-        " ORDER BY e.stream_ordering DESC LIMIT 1"
-    )
     out: dict[str, int] = {}
-    for room_id, pos in positions.items():
-        txn.execute(sql, (room_id, pos, *BUMP_EVENT_TYPES))
-        row = txn.fetchone()
-        if row is not None:
-            out[room_id] = int(row[0])
+    if txn.engine_name == "postgres":
+        # One statement (one round trip) for every room: the rooms and positions
+        # are passed as two arrays and each row runs the indexed subquery.
+        sub = _BUMP_SUBQUERY.format(room="r.room_id", pos="r.pos")
+        txn.execute(
+            f"SELECT r.room_id, ({sub}) FROM unnest(?::text[], ?::bigint[])"
+            " AS r(room_id, pos)",
+            (list(positions), list(positions.values())),
+        )
+        rows = txn.fetchall()
+    else:
+        # SQLite runs in-process: a statement per room costs microseconds.
+        sql = _BUMP_SUBQUERY.format(room="?", pos="?")
+        rows = []
+        for room_id, pos in positions.items():
+            txn.execute(sql, (room_id, pos))
+            found = txn.fetchone()
+            rows.append((room_id, found[0] if found else None))
+    for room_id, stamp in rows:
+        if stamp is not None:
+            out[str(room_id)] = int(stamp)
     return out
 
 
@@ -157,32 +177,39 @@ def _space_children_txn(txn: Txn, space_ids: list[str]) -> set[str]:
 def _state_ids_txn(
     txn: Txn, queries: dict[str, StateQuery]
 ) -> dict[str, dict[StateKey, str]]:
-    out: dict[str, dict[StateKey, str]] = {}
-    base = (
-        "SELECT type, state_key, event_id FROM current_state_events WHERE room_id = ?"
-    )
-    for room_id, q in queries.items():
-        found: dict[StateKey, str] = {}
-        statements: list[tuple[str, list[Any]]] = []
-        if q.full:
-            statements.append((base, [room_id]))
-        else:
-            if q.types:
-                cond, params = txn.in_list("type", list(q.types))
-                statements.append((f"{base} AND {cond}", [room_id, *params]))
-            for etype, skey in q.keys:
-                if etype not in q.types:
-                    statements.append(
-                        (
-                            f"{base} AND type = ? AND state_key = ?",
-                            [room_id, etype, skey],
-                        )
-                    )
-        for sql, params in statements:
-            txn.execute(sql, params)
-            for etype, skey, event_id in txn.fetchall():
-                found[(str(etype), str(skey))] = str(event_id)
-        out[room_id] = found
+    """At most three statements whatever the number of rooms: whole states, every key
+    of some types, and exact keys (read as types x state keys, then narrowed)."""
+    out: dict[str, dict[StateKey, str]] = {r: {} for r in queries}
+    full = [r for r, q in queries.items() if q.full]
+    by_type = {r: q for r, q in queries.items() if not q.full and q.types}
+    exact = {r: q for r, q in queries.items() if not q.full and q.keys}
+    base = "SELECT room_id, type, state_key, event_id FROM current_state_events WHERE "
+    if full:
+        cond, params = txn.in_list("room_id", full)
+        txn.execute(base + cond, params)
+        for room_id, etype, skey, event_id in txn.fetchall():
+            out[str(room_id)][(str(etype), str(skey))] = str(event_id)
+    if by_type:
+        rooms, rparams = txn.in_list("room_id", list(by_type))
+        types, tparams = txn.in_list(
+            "type", sorted({t for q in by_type.values() for t in q.types})
+        )
+        txn.execute(f"{base}{rooms} AND {types}", [*rparams, *tparams])
+        for room_id, etype, skey, event_id in txn.fetchall():
+            if str(etype) in by_type[str(room_id)].types:
+                out[str(room_id)][(str(etype), str(skey))] = str(event_id)
+    if exact:
+        keys = {k for q in exact.values() for k in q.keys}
+        rooms, rparams = txn.in_list("room_id", list(exact))
+        types, tparams = txn.in_list("type", sorted({t for t, _ in keys}))
+        skeys, kparams = txn.in_list("state_key", sorted({k for _, k in keys}))
+        txn.execute(
+            f"{base}{rooms} AND {types} AND {skeys}", [*rparams, *tparams, *kparams]
+        )
+        for room_id, etype, skey, event_id in txn.fetchall():
+            key = (str(etype), str(skey))
+            if key in exact[str(room_id)].keys:
+                out[str(room_id)][key] = str(event_id)
     return out
 
 
