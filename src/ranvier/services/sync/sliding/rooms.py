@@ -217,6 +217,7 @@ class RoomResultsBuilder:
         by_limit: dict[int, list[_Plan]] = {}
         for p in plans:
             by_limit.setdefault(max(p.req.config.timeline_limit, 1), []).append(p)
+        fetched: dict[str, tuple[list[StoredEvent], bool]] = {}
         for limit, group in by_limit.items():
             slices = await self._store.get_timelines(
                 {
@@ -227,53 +228,44 @@ class RoomResultsBuilder:
             )
             for p in group:
                 part = slices[p.req.room_id]
-                events = await self._visible(
-                    user_id,
-                    p,
-                    [
-                        e
-                        for e in part.events
-                        # Spec (Ignoring users): their events are not served, except
-                        # state, which the room's state needs.
-                        if e.event.sender not in ignored
-                        or e.event.state_key is not None
-                    ],
-                )
-                new = [e for e in events if e.stream_ordering > p.from_pos]
-                if p.expanded and not new and len(events) <= _old_limit(p):
-                    # The client already has every event the bigger limit covers.
-                    p.expanded = False
-                    p.limit_confirmed = True
-                limited = part.limited
-                if not p.initial and not p.expanded:
-                    limited = limited and len(new) == len(events)
-                    events = new
-                want = p.req.config.timeline_limit
-                p.limited = limited or (want == 0 and bool(events))
-                p.changed = bool(events)
-                p.timeline = events[-want:] if want else []
+                # Spec (Ignoring users): their events are not served, except state,
+                # which the room's state needs.
+                events = [
+                    e
+                    for e in part.events
+                    if e.event.sender not in ignored or e.event.state_key is not None
+                ]
+                fetched[p.req.room_id] = (events, part.limited)
+        allowed = await self._visible(user_id, plans, fetched)
+        for p in plans:
+            events, limited = fetched[p.req.room_id]
+            _set_timeline(p, [e for e in events if e.event_id in allowed], limited)
 
     async def _visible(
-        self, user_id: str, plan: _Plan, events: list[StoredEvent]
-    ) -> list[StoredEvent]:
-        m = plan.req.membership
-        # From their join on, a joined user sees everything (as on /sync); before it,
-        # and in rooms left, history visibility decides.
-        cut = m.stream_ordering if m.membership == JOIN else None
-        older = [e for e in events if cut is None or e.stream_ordering < cut]
-        if not older:
-            return events
-        allowed = {
-            e.event_id
-            for e in await self._visibility.filter_events_for_user(
+        self,
+        user_id: str,
+        plans: Sequence[_Plan],
+        fetched: Mapping[str, tuple[list[StoredEvent], bool]],
+    ) -> set[str]:
+        """IDs of the fetched events the user may see. From their join on, a joined
+        user sees everything (as on /sync); before it, and in rooms left, history
+        visibility decides: one check for the events of every room at once."""
+        allowed: set[str] = set()
+        older: list[StoredEvent] = []
+        for p in plans:
+            m = p.req.membership
+            cut = m.stream_ordering if m.membership == JOIN else None
+            for e in fetched[p.req.room_id][0]:
+                if cut is not None and e.stream_ordering >= cut:
+                    allowed.add(e.event_id)
+                else:
+                    older.append(e)
+        if older:
+            visible = await self._visibility.filter_events_for_user(
                 user_id, older, is_peeking=False
             )
-        }
-        return [
-            e
-            for e in events
-            if (cut is not None and e.stream_ordering >= cut) or e.event_id in allowed
-        ]
+            allowed |= {e.event_id for e in visible}
+        return allowed
 
     async def _load_state(self, user_id: str, plans: Sequence[_Plan]) -> None:
         """Pick each room's `required_state`: joined rooms read only the keys their
@@ -587,6 +579,21 @@ def _select_incremental_state(
             if (MEMBER, user) in full:
                 p.state_ids.setdefault((MEMBER, user), full[(MEMBER, user)])
             p.lazy_sent.add(user)
+
+
+def _set_timeline(p: _Plan, events: list[StoredEvent], limited: bool) -> None:
+    new = [e for e in events if e.stream_ordering > p.from_pos]
+    if p.expanded and not new and len(events) <= _old_limit(p):
+        # The client already has every event the bigger limit covers.
+        p.expanded = False
+        p.limit_confirmed = True
+    if not p.initial and not p.expanded:
+        limited = limited and len(new) == len(events)
+        events = new
+    want = p.req.config.timeline_limit
+    p.limited = limited or (want == 0 and bool(events))
+    p.changed = bool(events)
+    p.timeline = events[-want:] if want else []
 
 
 def _has_news(p: _Plan) -> bool:
