@@ -7,8 +7,8 @@ revision send them in the body instead, which is accepted too (the query wins). 
 body is the MSC4186 request (`conn_id`, `lists`, `room_subscriptions`,
 `unsubscribe_rooms`, `extensions`; parsed in `core/sliding_sync.py`). Errors: an
 unknown or expired `pos` is 400 `M_UNKNOWN_POS`; malformed input `M_BAD_JSON` /
-`M_INVALID_PARAM`. Guests are refused (sliding sync is for full accounts, as in
-Synapse). A `txn_id` in the body is echoed, for clients that match responses to
+`M_INVALID_PARAM`. Guests are refused (`M_GUEST_ACCESS_FORBIDDEN`): the guest rules of
+`/sync` (peeking, guest-access rooms) are not carried over yet. A `txn_id` in the body is echoed, for clients that match responses to
 requests with it.
 """
 
