@@ -209,3 +209,25 @@ async def test_rejoin_connections_and_to_device_long_poll(
         woken = await asyncio.wait_for(poll, 15)
         events = woken["extensions"]["to_device"]["events"]
         assert [e["content"] for e in events] == [{"wake": True}]
+
+
+async def test_notification_counts(tmp_path: Path, db_engine: EngineName) -> None:
+    async with accounts_server(tmp_path, engine=db_engine) as (_hs, api):
+        alice = await new_user(api, "alice")
+        bob = await new_user(api, "bob")
+        room = await bob.create_room(name="Counts")
+        await bob.invite(room, alice.user_id)
+        await alice.join(room)
+        await bob.send(room, "one")
+        last = await bob.send(room, "hey alice")
+        lst = {"all": {"ranges": [[0, 9]], "timeline_limit": 1}}
+        out = await ok(alice, {"lists": lst})
+        classic = (await alice.sync())["rooms"]["join"][room]["unread_notifications"]
+        assert classic["notification_count"] == 2
+        assert out["rooms"][room]["notification_count"] == 2
+        assert out["rooms"][room]["highlight_count"] == classic["highlight_count"]
+        await alice.ok("POST", f"/rooms/{room}/receipt/m.read/{last}", {})
+        await bob.send(room, "three")
+        after = await ok(alice, {"lists": lst}, out["pos"])
+        assert after["rooms"][room]["notification_count"] == 1
+        assert after["rooms"][room]["highlight_count"] == 0

@@ -43,6 +43,7 @@ from ranvier.services.sync.serialize import (
     strip_state_event,
 )
 from ranvier.storage.stores.event_rows import StoredEvent
+from ranvier.storage.stores.push import MAIN_THREAD
 from ranvier.storage.stores.room_lists import RoomListStore, StateChange
 from ranvier.storage.stores.sliding_sync import LIVE, SentRoom
 from ranvier.storage.stores.sync import MembershipRow, SyncStore
@@ -340,8 +341,10 @@ class RoomResultsBuilder:
         )
         by_id = {e.event_id: s for e, s in zip(flat, serialized, strict=True)}
         joined = [p for p in plans if p.req.membership.membership == JOIN]
+        # Member counts and heroes are today's: only for rooms the user is in (a room
+        # left is shown as it was, as /sync does).
         summaries = await self._store.get_room_summaries(
-            [p.req.room_id for p in plans], user_id
+            [p.req.room_id for p in joined], user_id
         )
         counts = await self._unread(user_id, joined)
         facts = await self._lists.get_fact_contents([p.req.room_id for p in plans])
@@ -380,9 +383,10 @@ class RoomResultsBuilder:
         out: dict[str, tuple[int, int]] = {}
         for p in plans:
             c = counts.get(p.req.room_id)
-            total = c.total() if c is not None else None
+            # MSC4186: the main timeline's counts; threads' are not included.
+            main = c.threads.get(MAIN_THREAD) if c is not None else None
             out[p.req.room_id] = (
-                (total.notifications, total.highlights) if total is not None else (0, 0)
+                (main.notifications, main.highlights) if main is not None else (0, 0)
             )
         return out
 
