@@ -247,6 +247,9 @@ async def test_filters_invites_dms_and_leaves(
             name="Space", creation_content={"type": "m.space"}
         )
         dm = await bob.create_room(is_direct=True, invite=[alice.user_id])
+        space_invite = await bob.create_room(
+            creation_content={"type": "m.space"}, invite=[alice.user_id]
+        )
         for r in (plain, enc, space):
             await bob.invite(r, alice.user_id)
             await alice.join(r)
@@ -286,10 +289,10 @@ async def test_filters_invites_dms_and_leaves(
                 r for r, body in out["rooms"].items() if name in body.get("lists", [])
             }
 
-        assert ids("invites") == {dm}
+        assert ids("invites") == {dm, space_invite}
         assert ids("dms") == {dm}
         assert ids("encrypted") == {enc}
-        assert ids("spaces") == {space}
+        assert ids("spaces") == {space, space_invite}
         assert ids("not_spaces") == {plain, enc}
         assert ids("fav") == {plain}
         assert ids("not_fav") == {enc, space}

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ranvier.core.events.event import Event
 from ranvier.core.sliding_sync import (
     ListConfig,
     RoomFacts,
@@ -35,7 +36,7 @@ from ranvier.util.lru import LruCache
 
 JsonDict = dict[str, Any]
 
-JOIN, INVITE, LEAVE, BAN = "join", "invite", "leave", "ban"
+JOIN, INVITE, KNOCK, LEAVE, BAN = "join", "invite", "knock", "leave", "ban"
 _CACHED_ROOMS = 100_000
 
 
@@ -43,6 +44,10 @@ _CACHED_ROOMS = 100_000
 class MemberInfo:
     sender: str
     is_direct: bool
+    # From the stripped state an invite or knock carries (a remote room's state is
+    # not known here): what the list filters need.
+    room_type: str | None = None
+    encrypted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,9 +141,7 @@ class RoomListBuilder:
         if missing:
             loaded = await self._events.get_events(missing)
             for event_id, stored in loaded.items():
-                info = MemberInfo(
-                    stored.event.sender, stored.event.content.get("is_direct") is True
-                )
+                info = _member_info(stored.event)
                 out[event_id] = info
                 self._member_info.set(event_id, info)
         return out
@@ -153,7 +156,9 @@ class RoomListBuilder:
         dm_rooms = _dm_rooms(account.global_data.get("m.direct"))
         # An invite marked `is_direct` is a DM before the user accepts it (spec:
         # Direct Messaging), as Element X shows it.
-        invites = [m.event_id for m in rooms.values() if m.membership == INVITE]
+        invites = [
+            m.event_id for m in rooms.values() if m.membership in (INVITE, KNOCK)
+        ]
         info = await self.membership_info(invites)
         dm_rooms |= {
             m.room_id
@@ -182,8 +187,9 @@ class RoomListBuilder:
                 room_id=room_id,
                 membership=m.membership,
                 bump_stamp=stamp,
-                room_type=c.room_type if c else None,
-                encrypted=c.encrypted if c else False,
+                room_type=_room_type(c, info, m),
+                encrypted=(c is not None and c.encrypted)
+                or _stripped(info, m).encrypted,
                 is_dm=key[3],
                 tags=tags,
             )
@@ -251,6 +257,44 @@ class RoomListBuilder:
                 len(matching), rooms_in_ranges(matching, config.ranges)
             )
         return out
+
+
+_UNKNOWN = MemberInfo("", False)
+
+
+def _stripped(info: Mapping[str, MemberInfo], m: MembershipRow) -> MemberInfo:
+    return info.get(m.event_id, _UNKNOWN)
+
+
+def _room_type(
+    c: _Cached | None, info: Mapping[str, MemberInfo], m: MembershipRow
+) -> str | None:
+    """From the room's state, or for invites and knocks (remote rooms have no state
+    here) from the stripped state they carry."""
+    if m.membership in (INVITE, KNOCK) and m.event_id in info:
+        stripped = info[m.event_id].room_type
+        if stripped is not None or c is None:
+            return stripped
+    return c.room_type if c is not None else None
+
+
+def _member_info(event: Event) -> MemberInfo:
+    room_type: str | None = None
+    encrypted = False
+    for key in ("invite_room_state", "knock_room_state"):
+        carried = event.unsigned.get(key)
+        if not isinstance(carried, list):
+            continue
+        for e in carried:
+            if not isinstance(e, dict) or not isinstance(e.get("content"), dict):
+                continue
+            if e.get("type") == "m.room.create":
+                value = e["content"].get("type")
+                room_type = value if isinstance(value, str) else None
+            encrypted = encrypted or e.get("type") == "m.room.encryption"
+    return MemberInfo(
+        event.sender, event.content.get("is_direct") is True, room_type, encrypted
+    )
 
 
 def _dm_rooms(content: Any) -> set[str]:
