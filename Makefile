@@ -6,7 +6,7 @@ DATA   ?= data
 SERVER_NAME ?= localhost
 PORT   ?= 8008
 
-.PHONY: run test check lint format typecheck imports pytest install install-dev clean
+.PHONY: run test check lint format typecheck imports pytest install install-dev clean sytest
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Ranvier needs Python >= 3.11"'
@@ -51,6 +51,23 @@ imports:
 
 pytest:
 	$(BIN)/pytest -q
+
+## make sytest: run SyTest (matrix-org/sytest, Perl) against Ranvier; optional, not part of
+## `make test`. Needs the SyTest checkout in $(SYTEST_HOME)/src and the workspace harness
+## (run-sytest.sh) in $(SYTEST_HARNESS); see README.md "SyTest". SYTEST_TESTS picks files
+## or directories of the checkout (default: the whole suite).
+SYTEST_HOME    ?= /var/tmp/sytest
+SYTEST_HARNESS ?= ../shared/sytest
+SYTEST_TESTS   ?=
+HS_PYTHON      ?= $(abspath $(BIN)/python)
+
+sytest: install
+	@test -f $(SYTEST_HOME)/src/run-tests.pl || { echo "no SyTest checkout in $(SYTEST_HOME)/src (set SYTEST_HOME)" >&2; exit 2; }
+	@test -x $(SYTEST_HARNESS)/run-sytest.sh || { echo "no run-sytest.sh in $(SYTEST_HARNESS) (set SYTEST_HARNESS)" >&2; exit 2; }
+	SYTEST_HOME=$(SYTEST_HOME) SYTEST_IMPL=Generic \
+	  SYTEST_HS_COMMAND="$(HS_PYTHON) $(abspath tests/sytest/ranvier_from_generic.py)" \
+	  SYTEST_BLACKLIST=$(abspath tests/sytest/expected-failures) TIMEOUT_FACTOR=2 \
+	  $(SYTEST_HARNESS)/run-sytest.sh $(SYTEST_TESTS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -77,7 +77,10 @@ async def test_upload_refuses_bad_device_keys(
             ),
             ({**keys, "algorithms": ["x", "tampered"]}, "M_INVALID_SIGNATURE"),
             ({**keys, "keys": {"curve25519:X": "c"}}, "M_INVALID_PARAM"),
-            ({**keys, "algorithms": "not a list"}, "M_INVALID_PARAM"),
+            # Missing or mistyped required fields are M_BAD_JSON (as Synapse, SyTest).
+            ({**keys, "algorithms": "not a list"}, "M_BAD_JSON"),
+            ({k: v for k, v in keys.items() if k != "algorithms"}, "M_BAD_JSON"),
+            ({k: v for k, v in keys.items() if k != "keys"}, "M_BAD_JSON"),
         ]
         for bad, errcode in cases:
             status, body = await alice.call(

@@ -64,7 +64,20 @@ async def test_push_rules_api_and_account_data(tmp_path: Path) -> None:
             ".m.rule.master",
             ".m.rule.suppress_notices",
         ]
-        assert ruleset["content"] == []
+        # The legacy localpart rule Synapse still ships (core/push/defaults.py).
+        assert ruleset["content"] == [
+            {
+                "rule_id": ".m.rule.contains_user_name",
+                "default": True,
+                "enabled": True,
+                "pattern": "bob",
+                "actions": [
+                    "notify",
+                    {"set_tweak": "sound", "value": "default"},
+                    {"set_tweak": "highlight"},
+                ],
+            }
+        ]
         assert ruleset["underride"][-1]["rule_id"] == ".m.rule.encrypted"
         master = await bob.ok("GET", f"{RULES}/override/.m.rule.master")
         assert master == {

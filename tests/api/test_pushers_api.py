@@ -208,7 +208,7 @@ async def test_http_pusher_delivers_to_the_gateway(
         room = await dm(alice, bob)
         await bob.ok("POST", "/pushers/set", http_pusher(gateway.url, custom=7))
         # Nothing from before the pusher existed (the invite) is sent.
-        event_id = await say(alice, room, "hello bob", "p1")
+        event_id = await say(alice, room, "hello there", "p1")
         note = (await gateway.next())["notification"]
         assert note["event_id"] == event_id
         assert note["room_id"] == room
@@ -216,7 +216,7 @@ async def test_http_pusher_delivers_to_the_gateway(
         assert note["sender"] == alice.user_id
         assert note["sender_display_name"] == "Alice A."
         assert note["room_name"] == "Tea time"
-        assert note["content"] == {"msgtype": "m.text", "body": "hello bob"}
+        assert note["content"] == {"msgtype": "m.text", "body": "hello there"}
         assert note["counts"] == {"unread": 1}
         assert note["prio"] == "high"
         [device] = note["devices"]

@@ -166,6 +166,14 @@ async def test_unstable_features_are_routed(tmp_path: Path) -> None:
             "POST",
             "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync",
         ),
+        "uk.half-shot.msc2666.query_mutual_rooms": (
+            "GET",
+            "/_matrix/client/unstable/uk.half-shot.msc2666/user/mutual_rooms",
+        ),
+        "uk.half-shot.msc2666.query_mutual_rooms.stable": (
+            "GET",
+            "/_matrix/client/v1/mutual_rooms",
+        ),
     }
     assert set(UNSTABLE_FEATURES) == set(routes)
     for method, path in routes.values():

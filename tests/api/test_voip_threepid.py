@@ -82,26 +82,36 @@ async def test_threepid_endpoints_refuse(tmp_path: Path) -> None:
     token_body = {"client_secret": "abc", "email": "a@example.com", "send_attempt": 1}
     async with accounts_server(tmp_path) as (_hs, api):
         alice = await make_user(api, "alice")
+        for path in ("/account/3pid/add", "/account/3pid/bind", "/account/3pid"):
+            status, body = await alice.call("POST", path, token_body)
+            assert (status, body["errcode"]) == (403, "M_THREEPID_DENIED"), path
+        # Every requestToken endpoint answers without an access token (the spec gives
+        # them no security), with or without one.
         for path in (
             "/account/3pid/email/requestToken",
             "/account/3pid/msisdn/requestToken",
-            "/account/3pid/add",
-            "/account/3pid/bind",
-            "/account/3pid",
         ):
-            status, body = await alice.call("POST", path, token_body)
-            assert (status, body["errcode"]) == (403, "M_THREEPID_DENIED"), path
+            for status, body in (
+                await api.call("POST", path, json=token_body),
+                await alice.call("POST", path, token_body),
+            ):
+                assert (status, body["errcode"]) == (
+                    400,
+                    "M_THREEPID_MEDIUM_NOT_SUPPORTED",
+                ), path
         for path in ("/register/email/requestToken", "/register/msisdn/requestToken"):
             status, body = await api.call("POST", path, json=token_body)
             assert (status, body["errcode"]) == (403, "M_THREEPID_DENIED"), path
-        status, body = await api.call(
-            "POST", "/account/password/email/requestToken", json=token_body
-        )
-        assert (status, body["errcode"]) == (400, "M_THREEPID_NOT_FOUND")
+        for path in (
+            "/account/password/email/requestToken",
+            "/account/password/msisdn/requestToken",
+        ):
+            status, body = await api.call("POST", path, json=token_body)
+            assert (status, body["errcode"]) == (400, "M_THREEPID_NOT_FOUND"), path
         # Adding needs an account.
         status, body = await api.call("POST", "/account/3pid/add", json={})
         assert (status, body["errcode"]) == (401, "M_MISSING_TOKEN")
-        status, body = await alice.call(
+        status, body = await api.call(
             "POST", "/account/3pid/email/requestToken", data=b"not json"
         )
         assert (status, body["errcode"]) == (400, "M_NOT_JSON")

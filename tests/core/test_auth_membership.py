@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 
 from ranvier.core.auth import AuthError, check_state_dependent_auth_rules
+from ranvier.core.crypto.keys import SigningKey
+from ranvier.core.crypto.signing import sign_json
 from ranvier.core.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from tests.core.auth_builders import (
     ALICE,
@@ -271,7 +273,8 @@ def test_third_party_invite(rv: RoomVersion) -> None:
 
     with pytest.raises(AuthError, match="not signed by any"):
         check(room, _tpi_invite(room), never)
-    with pytest.raises(AuthError, match="cannot verify"):
+    # Without an injected verifier the real ed25519 check runs: "s" is no signature.
+    with pytest.raises(AuthError, match="not signed by any"):
         check(room, _tpi_invite(room))
     with pytest.raises(AuthError, match="mxid does not match"):
         check(room, _tpi_invite(room, mxid=EVE), verify_key2)
@@ -444,3 +447,42 @@ def test_remote_creator_in_v11_plus(rv: RoomVersion) -> None:
     assert users_without_creators(rv, {REMOTE: 100}, REMOTE) == (
         {} if rv.privileged_creators else {REMOTE: 100}
     )
+
+
+@versions()
+def test_third_party_invite_real_signatures(rv: RoomVersion) -> None:
+    """The default verifier: ed25519 over canonical `signed`, any key of the event."""
+    good = SigningKey.from_seed(b"\x01" * 32, "0")
+    other = SigningKey.from_seed(b"\x02" * 32, "0")
+    room = standard_room(rv, join_rule="invite")
+    room.send(
+        "TPI",
+        "m.room.third_party_invite",
+        BOB,
+        {
+            "display_name": "z",
+            "public_key": other.public_key_base64,
+            "public_keys": [{"public_key": good.public_key_base64}],
+        },
+        state_key="tok",
+    )
+
+    def invite(signed: dict[str, Any], name: str) -> Any:
+        return _invite(
+            room,
+            BOB,
+            ZED,
+            name,
+            third_party_invite={"display_name": "z", "signed": signed},
+        )
+
+    block = {"mxid": ZED, "token": "tok"}
+    check(room, invite(sign_json(block, "id.org", good), "T1"))
+    forged = SigningKey.from_seed(b"\x03" * 32, "0")
+    with pytest.raises(AuthError, match="not signed by any"):
+        check(room, invite(sign_json(block, "id.org", forged), "T2"))
+    with pytest.raises(AuthError, match="not signed by any"):
+        check(room, invite(dict(block), "T3"))  # unsigned
+    tampered = {**sign_json(block, "id.org", good), "mxid": EVE}
+    with pytest.raises(AuthError, match="mxid does not match"):
+        check(room, invite(tampered, "T4"))

@@ -131,11 +131,19 @@ def test_integers_out_of_range_rejected_when_strict(n: int) -> None:
     ) == canonicaljson.encode_canonical_json({"a": n})
 
 
+def test_integers_parsed_as_floats_are_out_of_range() -> None:
+    # orjson reads integers past 64 bits as floats: for the sender they are integers.
+    value = decode_json(b'{"a": 99999999999999999999}')
+    with pytest.raises(CanonicalJsonError, match="integer out of range"):
+        encode_canonical_json(value)
+
+
 @pytest.mark.parametrize("f", [1.0, 0.5, -0.0, 1e100, 1e-7])
 def test_floats_rejected_when_strict_and_python_formatted_when_lenient(
     f: float,
 ) -> None:
-    with pytest.raises(CanonicalJsonError, match="float"):
+    # An integral float past 2**53 reads as "integer out of range" instead.
+    with pytest.raises(CanonicalJsonError, match=r"float|integer out of range"):
         encode_canonical_json({"a": [1, {"b": f}]})
     assert encode_canonical_json({"a": f}, strict=False) == json.dumps(
         {"a": f}, separators=(",", ":")

@@ -10,7 +10,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ranvier.core.push.defaults import DEFAULT_RULES, USER_ID
+from ranvier.core.push.defaults import (
+    DEFAULT_RULES,
+    LEGACY_MENTION_RULE_IDS,
+    USER_ID,
+)
 from ranvier.core.push.evaluator import (
     CompiledRuleset,
     EventView,
@@ -80,11 +84,56 @@ def rule_id(event: JsonDict, facts: RoomFacts = GROUP, user: str = BOB) -> str |
 
 
 def test_default_rules_are_the_spec_vector() -> None:
+    # The vector is spec v1.19's list, which no longer has the legacy mention rules
+    # Synapse still ships (see core/push/defaults.py): without them it must match.
     vector = load_vectors("push_rules_default.json")
     for kind in (RuleKind.OVERRIDE, RuleKind.CONTENT, RuleKind.UNDERRIDE):
-        assert [dict(r) for r in DEFAULT_RULES[kind]] == vector[kind.value], kind
+        current = [
+            dict(r)
+            for r in DEFAULT_RULES[kind]
+            if r["rule_id"] not in LEGACY_MENTION_RULE_IDS
+        ]
+        assert current == vector[kind.value], kind
     assert DEFAULT_RULES[RuleKind.ROOM] == ()
     assert DEFAULT_RULES[RuleKind.SENDER] == ()
+
+
+def test_legacy_mention_rules_sit_where_synapse_puts_them() -> None:
+    override = [r["rule_id"] for r in DEFAULT_RULES[RuleKind.OVERRIDE]]
+    assert override[override.index(".m.rule.is_user_mention") :][:4] == [
+        ".m.rule.is_user_mention",
+        ".m.rule.contains_display_name",
+        ".m.rule.is_room_mention",
+        ".m.rule.roomnotif",
+    ]
+    assert [r["rule_id"] for r in DEFAULT_RULES[RuleKind.CONTENT]] == [
+        ".m.rule.contains_user_name"
+    ]
+
+
+def test_legacy_room_notification_needs_power_and_no_mentions() -> None:
+    moderator = RoomFacts(member_count=5, sender_power_level=50, notification_levels={})
+    actions = evaluate(message("@room: lunch!"), moderator)
+    assert actions is not None
+    assert actions.highlight
+    assert actions.notify
+    assert rule_id(message("@room: lunch!"), moderator) == ".m.rule.roomnotif"
+    # Not enough power: an ordinary message.
+    plain = evaluate(message("@room: lunch!"), GROUP)
+    assert plain is not None
+    assert not plain.highlight
+    # "@roomy" is not the word "@room".
+    assert rule_id(message("@roomy"), moderator) == ".m.rule.message"
+    # With m.mentions the intentional-mentions rules alone decide.
+    assert rule_id(message("@room", **{"m.mentions": {}}), moderator) == (
+        ".m.rule.message"
+    )
+
+
+def test_legacy_user_name_rule_matches_the_localpart() -> None:
+    assert rule_id(message("hey bob, look")) == ".m.rule.contains_user_name"
+    assert rule_id(message("hey bobby")) == ".m.rule.message"
+    assert rule_id(message("hey bob", **{"m.mentions": {}})) == ".m.rule.message"
 
 
 def test_client_json_substitutes_the_user_and_orders_kinds() -> None:
@@ -183,8 +232,13 @@ def test_user_mention_highlights() -> None:
     other = evaluate(event, user="@carol:example.org")
     assert other is not None
     assert not other.highlight
-    # A display name in the body alone is no mention any more (spec v1.17).
-    assert not evaluate(message("hi bob")).highlight  # type: ignore[union-attr]
+    # With `m.mentions`, a name in the body alone is no mention (spec v1.7): the
+    # legacy rules are skipped.
+    quiet = evaluate(message("hi bob", **{"m.mentions": {}}))
+    assert quiet is not None
+    assert not quiet.highlight
+    # Without it, the legacy localpart rule still highlights (as Synapse).
+    assert evaluate(message("hi bob")).highlight  # type: ignore[union-attr]
 
 
 def test_room_mention_needs_the_senders_power() -> None:
@@ -306,11 +360,12 @@ def test_contains_display_name() -> None:
     rules = UserRules().with_rule(rule)
     compiled = CompiledRuleset(rules.ordered(BOB))
     assert compiled.uses_display_name
-    assert not CompiledRuleset(UserRules().ordered(BOB)).uses_display_name
-    hit = evaluate(message("ask Bob Smith."), rules=rules, display_name="Bob Smith")
+    # The legacy `.m.rule.contains_display_name` default needs it too.
+    assert CompiledRuleset(UserRules().ordered(BOB)).uses_display_name
+    hit = evaluate(message("ask Rob Smith."), rules=rules, display_name="Rob Smith")
     assert hit is not None
     assert hit.highlight
-    miss = evaluate(message("ask Bob Smithers"), rules=rules, display_name="Bob Smith")
+    miss = evaluate(message("ask Rob Smithers"), rules=rules, display_name="Rob Smith")
     assert miss is not None
     assert not miss.highlight
     empty = evaluate(message("anything"), rules=rules, display_name="")

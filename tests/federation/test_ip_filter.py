@@ -45,3 +45,23 @@ def test_allowlist_opens_a_hole_also_for_mapped_form() -> None:
     assert allow.is_allowed("::ffff:127.0.0.1")
     assert not allow.is_allowed("127.0.0.2")
     assert not allow.is_allowed("::1")
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "64:ff9b::7f00:1",  # NAT64 of 127.0.0.1
+        "64:ff9b::a9fe:a9fe",  # NAT64 of 169.254.169.254 (cloud metadata)
+        "2002:c0a8:0101::1",  # 6to4 of 192.168.1.1
+        "2002:7f00:1::",  # 6to4 of 127.0.0.1
+        "::127.0.0.1",  # IPv4-compatible (deprecated) loopback
+        "::10.0.0.1",
+    ],
+)
+def test_ipv4_embedded_in_ipv6_is_judged_as_ipv4(address: str) -> None:
+    assert not DEFAULT.is_allowed(address)
+
+
+@pytest.mark.parametrize("address", ["64:ff9b::808:808", "2002:808:808::1"])
+def test_embedded_public_ipv4_passes(address: str) -> None:
+    assert DEFAULT.is_allowed(address)

@@ -437,3 +437,51 @@ async def test_expired_cache_entry_is_refreshed() -> None:
     # An event from after the cached validity makes the keyring fetch again.
     assert await ring.get_verify_key("b.test", B_KEY.key_id, later) == B_KEY.verify_key
     assert client.calls == ["direct:b.test", "direct:b.test"]
+
+
+async def test_notary_keeps_a_valid_key_the_origin_no_longer_serves() -> None:
+    """SyTest "Key notary server must not overwrite a valid key with a spurious result
+    from the origin server": the origin first serves key b1, then (asked again for a
+    later validity) b2 only, or another key under b1's ID; b1 stays known and served
+    first to whoever asks for it, beside the new document."""
+    clock = FakeClock()
+    now = clock.time_msec()
+    first = key_doc("b.test", B_KEY, now + DAY_MS)
+    client = FakeKeyClient(direct={"b.test": first})
+    ring = keyring(client, clock)
+    docs = await ring.get_key_documents("b.test", [B_KEY.key_id], now)
+    assert docs == [first]
+    # A later minimum validity forces a refetch; the origin now answers another key ID.
+    b2 = SigningKey(bytes([5] * 32), "b2")
+    second = key_doc("b.test", b2, now + 3 * DAY_MS)
+    client.direct["b.test"] = second
+    docs = await ring.get_key_documents("b.test", [B_KEY.key_id], now + 2 * DAY_MS)
+    assert docs == [first, second]  # served both, the asked-for key first
+    docs = await ring.get_key_documents("b.test", [B_KEY.key_id], now)
+    assert docs[0] == first
+    assert (await ring.get_key_documents("b.test", [b2.key_id], now))[0] == second
+    # The same key ID with other key material does not replace the valid b1.
+    client.direct["b.test"] = key_doc("b.test", MALLORY, now + 5 * DAY_MS)
+    docs = await ring.get_key_documents("b.test", [B_KEY.key_id], now + 4 * DAY_MS)
+    assert docs[0] == first
+    assert all(
+        d["verify_keys"].get(B_KEY.key_id, {}).get("key") != MALLORY.public_key_base64
+        for d in docs
+    )
+    assert ring.lookup("b.test", B_KEY.key_id, 0) == B_KEY.verify_key
+
+
+async def test_expired_key_is_replaced_by_new_material() -> None:
+    """Once the held key has expired, a new key under its ID is accepted (a server
+    that lost its key and reused the ID is not locked out forever)."""
+    clock = FakeClock()
+    now = clock.time_msec()
+    client = FakeKeyClient(direct={"b.test": key_doc("b.test", B_KEY, now + 1000)})
+    ring = keyring(client, clock)
+    assert await ring.get_verify_key("b.test", B_KEY.key_id, 0) == B_KEY.verify_key
+    clock.advance(2.0)
+    client.direct["b.test"] = key_doc("b.test", MALLORY, now + DAY_MS)
+    later = clock.time_msec()
+    assert (
+        await ring.get_verify_key("b.test", B_KEY.key_id, later) == MALLORY.verify_key
+    )

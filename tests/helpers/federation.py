@@ -68,12 +68,12 @@ class FedServer:
 
 @asynccontextmanager
 async def running_federation(
-    tmp_path: Path, names: list[str]
+    tmp_path: Path, names: list[str], *, allow_guests: bool = False
 ) -> AsyncIterator[dict[str, FedServer]]:
-    overrides = {
-        name: {"registration": {"enabled": True, "require_token": False}}
-        for name in names
-    }
+    registration = {"enabled": True, "require_token": False}
+    if allow_guests:
+        registration["allow_guests"] = True
+    overrides = {name: {"registration": dict(registration)} for name in names}
     async with (
         in_process_network(tmp_path, names, overrides=overrides) as peers,
         aiohttp.ClientSession() as session,

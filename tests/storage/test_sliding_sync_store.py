@@ -1,4 +1,4 @@
-"""Sliding sync connection state (schema 0014) on both engines: positions, rows
+"""Sliding sync connection state (schema 0016) on both engines: positions, rows
 written only where a room changed, acknowledgement dropping abandoned responses,
 restarts of a connection, expiry and deleted devices."""
 

@@ -39,6 +39,7 @@ from ranvier.core.json import (
     MAX_JSON_NESTING,
     contains_nul,
     exceeds_nesting,
+    is_big_integer,
 )
 from ranvier.util.logcontext import request_id_var
 from ranvier.util.ratelimit import Bucket, RateLimiter
@@ -166,6 +167,8 @@ class JsonBody:
         return v
 
     def get_int(self, key: str, default: int | None = None) -> int | None:
+        if is_big_integer(self.raw.get(key)):
+            raise bad_json(f"'{key}' is out of range (integer out of range)")
         v: int | None = self._get(key, int, "an integer", default)
         # Beyond canonical JSON's range a number can be neither signed nor stored.
         if v is not None and not CANONICAL_JSON_INT_MIN <= v <= CANONICAL_JSON_INT_MAX:
@@ -270,9 +273,10 @@ class MatrixRequest:
         v = self.raw.query.get(name)
         if v is None:
             return default
-        if v in ("true", "1"):
+        # Case-insensitive: matrix-nio sends Python's "True".
+        if v.lower() in ("true", "1"):
             return True
-        if v in ("false", "0"):
+        if v.lower() in ("false", "0"):
             return False
         raise MatrixError(400, "M_INVALID_PARAM", f"'{name}' must be true or false")
 
@@ -552,6 +556,7 @@ def build_http_app(
         middlewares=[_make_middleware(settings)], client_max_size=settings.max_body_size
     )
     seen: set[tuple[str, str]] = set()
+    head: dict[str, Callable[[web.Request], Awaitable[web.StreamResponse]]] = {}
     for ep in endpoints:
         handler = _as_coroutine_function(
             _Dispatcher(ep, authenticator, limiter, settings)
@@ -561,6 +566,13 @@ def build_http_app(
                 raise ValueError(f"duplicate route {ep.method} {path}")
             seen.add((ep.method, path))
             app.router.add_route(ep.method, path, handler)
+            if ep.method == "GET":
+                head[path] = handler
+    # HEAD answers like GET without the body (RFC 9110 §9.3.2; aiohttp sends no body
+    # for HEAD): the same handler, auth and rate limits.
+    for path, handler in head.items():
+        if ("HEAD", path) not in seen:
+            app.router.add_route("HEAD", path, handler)
     return app
 
 

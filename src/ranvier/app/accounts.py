@@ -39,6 +39,7 @@ from ranvier.services.accounts.uia import (
 )
 from ranvier.storage.database import Database
 from ranvier.storage.stores.accounts import AccountsStore
+from ranvier.storage.stores.erasure import ErasureStore
 from ranvier.storage.stores.profiles import ProfileStore
 from ranvier.storage.stores.registration import RegistrationStore
 from ranvier.util.clock import Clock
@@ -66,6 +67,7 @@ class Accounts:
         CapabilitiesResource,
     ]
     hasher: PasswordHasher
+    erasure: ErasureStore
 
     def endpoints(self) -> list[Endpoint]:
         return [ep for resource in self.resources for ep in resource.endpoints()]
@@ -91,7 +93,7 @@ def build_accounts(
     profile_store = ProfileStore(db)
     hooks = AccountHooks()
     sessions = SessionService(store, clock, token_policy or TokenPolicy())
-    login = LoginService(server_name, store, hasher, sessions)
+    login = LoginService(server_name, store, hasher, sessions, hooks)
     uia = UserInteractiveAuth(
         registration_store,
         clock,
@@ -111,7 +113,8 @@ def build_accounts(
         hasher,
         clock,
     )
-    devices = DeviceService(store, sessions, hasher, hooks)
+    erasure = ErasureStore(db, clock.time_msec)
+    devices = DeviceService(store, sessions, hasher, hooks, erasure)
     profiles = ProfileService(
         server_name, profile_store, store, hooks, remote=remote_profiles
     )
@@ -138,6 +141,7 @@ def build_accounts(
         authenticator=AccessTokenAuthenticator(sessions),
         resources=resources,
         hasher=hasher,
+        erasure=erasure,
     )
 
 

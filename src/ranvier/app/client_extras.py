@@ -1,6 +1,8 @@
 """Wiring of the smaller client features Element calls at start-up or in everyday use:
-the user directory, TURN credentials, content reports, room upgrades, room summaries,
-the legacy room initialSync, and the answers for third-party identifiers and networks
+the user directory, TURN credentials, MatrixRTC transports, space hierarchies and
+mutual rooms, content reports, room upgrades, room summaries, OpenID tokens
+(`build_openid`, also handed to the federation `userinfo` query), and the answers for
+third-party identifiers and networks
 this server does not provide.
 """
 
@@ -9,22 +11,33 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ranvier.api.client import threepid
+from ranvier.api.client.openid import OpenIdResource
 from ranvier.api.client.reports import ReportsResource
 from ranvier.api.client.room_previews import RoomPreviewsResource
 from ranvier.api.client.room_upgrade import RoomUpgradeResource
+from ranvier.api.client.rtc import RtcResource
+from ranvier.api.client.spaces import SpacesResource
 from ranvier.api.client.user_directory import UserDirectoryResource
 from ranvier.api.client.voip import VoipResource
 from ranvier.api.http import Endpoint
 from ranvier.app.rooms import Rooms
 from ranvier.config.schema import HomeserverConfig
+from ranvier.services.accounts.openid import OpenIdService
 from ranvier.services.reports import ReportService
-from ranvier.services.rooms.previews import RoomInitialSyncService, RoomSummaryService
+from ranvier.services.rooms.previews import RoomSummaryService
 from ranvier.services.rooms.reading import Reader
+from ranvier.services.rooms.spaces import (
+    MutualRoomsService,
+    NoRemoteHierarchy,
+    RemoteHierarchy,
+    SpaceHierarchyService,
+)
 from ranvier.services.rooms.upgrade import RoomUpgradeService
 from ranvier.services.user_directory import UserDirectoryService
 from ranvier.services.voip import TurnService
 from ranvier.storage.database import Database
 from ranvier.storage.stores.accounts import AccountsStore
+from ranvier.storage.stores.openid import OpenIdStore
 from ranvier.storage.stores.reports import ReportStore
 from ranvier.storage.stores.user_directory import UserDirectoryStore
 from ranvier.util.clock import Clock
@@ -67,6 +80,7 @@ def build_client_extras(
     rooms: Rooms,
     accounts: AccountsStore,
     random_id: Callable[[], str],
+    remote_hierarchy: RemoteHierarchy | None = None,
 ) -> list[Endpoint]:
     facts = _RoomFacts(rooms)
     reports = ReportService(
@@ -89,16 +103,31 @@ def build_client_extras(
     summaries = RoomSummaryService(
         directory=rooms.directory, rooms=rooms.rooms, state=rooms.state_reader
     )
-    initial_sync = RoomInitialSyncService(
-        reading=rooms.reading, rooms=rooms.rooms, directory=rooms.directory
+    hierarchy = SpaceHierarchyService(
+        directory=rooms.directory,
+        rooms=rooms.rooms,
+        state=rooms.state_reader,
+        remote=remote_hierarchy or NoRemoteHierarchy(),
     )
     return [
-        *RoomPreviewsResource(summaries, initial_sync).endpoints(),
+        *RoomPreviewsResource(summaries).endpoints(),
+        *SpacesResource(hierarchy, MutualRoomsService(rooms=rooms.rooms)).endpoints(),
         *UserDirectoryResource(
             UserDirectoryService(UserDirectoryStore(db))
         ).endpoints(),
         *VoipResource(TurnService(config.turn, clock)).endpoints(),
+        *RtcResource(config.matrix_rtc.livekit_service_urls).endpoints(),
         *ReportsResource(reports).endpoints(),
         *RoomUpgradeResource(upgrades).endpoints(),
         *threepid.endpoints(),
     ]
+
+
+def build_openid(
+    config: HomeserverConfig, db: Database, clock: Clock
+) -> tuple[OpenIdService, list[Endpoint]]:
+    """OpenID tokens: the client endpoint, and the service that answers `userinfo`."""
+    openid = OpenIdService(
+        server_name=config.server_name, store=OpenIdStore(db), clock=clock
+    )
+    return openid, OpenIdResource(openid).endpoints()

@@ -124,6 +124,7 @@ def build_e2e(
     serving = FederationKeyServing(server_name, reader, keys, accounts.store, store)
     backup = KeyBackupService(KeyBackupStore(db))
     accounts.hooks.devices_deleted.append(keys)
+    accounts.hooks.devices_updated.append(keys)
     dehydrated = DehydratedDevices(
         store, accounts.store, accounts.devices, keys, sync.to_device, clock
     )

@@ -99,6 +99,7 @@ def build_federation_rooms(
         events=rooms.events,
         state=rooms.state,
         clock=clock,
+        erasure=rooms.erasure,
     )
     membership = ResidentMembership(
         server_name=server_name,

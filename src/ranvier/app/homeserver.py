@@ -18,7 +18,7 @@ from ranvier.api.client import versions
 from ranvier.api.http import Authenticator, Endpoint, HttpSettings
 from ranvier.api.keys.server import ServerKeyResource
 from ranvier.app.accounts import Accounts, build_accounts
-from ranvier.app.client_extras import build_client_extras
+from ranvier.app.client_extras import build_client_extras, build_openid
 from ranvier.app.e2e import SeamEdus, build_e2e, build_key_counts
 from ranvier.app.federation import Federation, build_federation
 from ranvier.app.federation_rooms import build_federation_rooms
@@ -27,7 +27,15 @@ from ranvier.app.push import Push, PushNotifierLink, build_push, build_push_core
 from ranvier.app.room_federation import FederationSeam, build_room_federation
 from ranvier.app.rooms import build_rooms, random_opaque_id
 from ranvier.app.sliding_sync import build_sliding_sync
-from ranvier.app.sync import RoomsReadSide, build_notifier, build_sync
+from ranvier.app.sync import (
+    RoomsReadSide,
+    build_legacy_sync,
+    build_notifier,
+    build_sync,
+)
+from ranvier.app.third_party_invites import (
+    bind_federation as bind_third_party_federation,
+)
 from ranvier.config.schema import HomeserverConfig
 from ranvier.core.crypto.keys import SigningKey, read_signing_keys
 from ranvier.federation.transport import FederationTransport
@@ -170,7 +178,11 @@ async def build_homeserver(
         # attach each part (federation, push, media, ...) as soon as it is built.
         opened.push_async_callback(hs.stop)
         wk = well_known.WellKnownResource(
-            config.public_baseurl, _federation_authority(config)
+            config.public_baseurl,
+            _federation_authority(config),
+            livekit_service_urls=config.matrix_rtc.livekit_service_urls,
+            support_contacts=[c.to_json() for c in config.server_support.contacts],
+            support_page=config.server_support.page,
         )
         hs.resources["client"] = [*versions.endpoints(), *wk.endpoints()]
         # --- accounts (issue #4): registration, login, devices, profiles -------------
@@ -196,6 +208,7 @@ async def build_homeserver(
             remote=seam,
             backfill=seam,
             remote_directory=seam,
+            erasure=accounts.erasure,
         )
         hs.resources["client"].extend(rooms.endpoints)
         # --- end rooms ---------------------------------------------------------------
@@ -208,8 +221,11 @@ async def build_homeserver(
                 rooms=rooms,
                 accounts=accounts.store,
                 random_id=random_opaque_id,
+                remote_hierarchy=seam,
             )
         )
+        openid, openid_endpoints = build_openid(config, db, clock)
+        hs.resources["client"].extend(openid_endpoints)
         # --- end client extras ---------------------------------------------------------
         # --- push, part 1: rules, evaluation of every persisted event, unread counts --
         push_core = build_push_core(
@@ -237,6 +253,7 @@ async def build_homeserver(
                 rooms.visibility,
                 rooms.serializer,
                 rooms.rooms,
+                ignored=rooms.ignored,
             ),
             accounts=accounts.store,
             hooks=accounts.hooks,
@@ -245,6 +262,16 @@ async def build_homeserver(
             notification_counts=push_core.counts,
         )
         hs.resources["client"].extend(sync.endpoints)
+        hs.resources["client"].extend(
+            build_legacy_sync(
+                sync=sync,
+                clock=clock,
+                rooms=rooms.rooms,
+                events=rooms.events,
+                reading=rooms.reading,
+                directory=rooms.directory,
+            )
+        )
         # --- end sync ----------------------------------------------------------------
         # --- sliding sync (issue #12): MSC4186 over the same read side as /sync -------
         sliding = build_sliding_sync(
@@ -334,10 +361,20 @@ async def build_homeserver(
             sync=sync,
             accounts=accounts,
             federation=hs.federation,
+            openid=openid,
             device_keys=e2e.remote,
         )
         hs.resources["federation"].extend(federation_rooms.endpoints)
         # --- end federation rooms, inbound -----------------------------------------------
+        # --- third-party invites, server side: /3pid/onbind, exchange_third_party_invite
+        if rooms.third_party is not None:
+            hs.resources["federation"].extend(
+                bind_third_party_federation(
+                    rooms.third_party,
+                    hs.federation.client if config.federation.enabled else None,
+                )
+            )
+        # --- end third-party invites -----------------------------------------------------
         # --- media repository: uploads, downloads, thumbnails, remote media, previews --
         hs.media = build_media(
             config,

@@ -97,6 +97,7 @@ def build_push_core(
         supervisor=supervisor,
         log=store,
         current_position=rooms.events.get_current_position,
+        ignored=rooms.ignored,
     )
     link.bind(evaluator)
     return PushCore(store, rules, evaluator, NotificationCountService(store, evaluator))

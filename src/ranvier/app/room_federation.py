@@ -145,8 +145,8 @@ class _UserRooms:
 
 class FederationSeam:
     """Late-bound federation for services built before it (see the module doc):
-    a `RoomEventNotifier`, `RemoteRoomOps`, `RoomBackfill`, `RemoteDirectory` and
-    `RemoteProfiles`."""
+    a `RoomEventNotifier`, `RemoteRoomOps`, `RoomBackfill`, `RemoteDirectory`,
+    `RemoteProfiles` and `RemoteHierarchy`."""
 
     def __init__(self) -> None:
         self._target: RoomFederation | None = None
@@ -226,6 +226,16 @@ class FederationSeam:
 
     async def query_profile(self, user_id: str, field: str | None = None) -> JsonDict:
         return await self._need().queries.query_profile(user_id, field)
+
+    # -- RemoteHierarchy (services/rooms/spaces.py) --------------------------------------
+    async def get_remote_hierarchy(
+        self, room_id: str, via: Sequence[str], *, suggested_only: bool
+    ) -> JsonDict | None:
+        if self._target is None:
+            return None
+        return await self._target.queries.get_remote_hierarchy(
+            room_id, via, suggested_only=suggested_only
+        )
 
     # -- EduFederation (app/sync.py) -------------------------------------------------------
     async def send_typing(self, room_id: str, user_id: str, typing: bool) -> None:

@@ -19,6 +19,7 @@ from ranvier.api.client.relations import RelationsResource
 from ranvier.api.client.rooms import RoomsResource
 from ranvier.api.client.search import SearchResource
 from ranvier.api.http import Endpoint
+from ranvier.app.third_party_invites import build_third_party_invites
 from ranvier.config.schema import HomeserverConfig
 from ranvier.core.crypto.keys import SigningKey
 from ranvier.services.accounts.hooks import AccountHooks
@@ -36,10 +37,12 @@ from ranvier.services.rooms.reading import RoomReadService
 from ranvier.services.rooms.relations import RelationService
 from ranvier.services.rooms.remote import RemoteDirectory, RemoteRoomOps, RoomBackfill
 from ranvier.services.rooms.state_reader import RoomStateReader
-from ranvier.services.rooms.visibility import EventVisibility
+from ranvier.services.rooms.third_party_invites import ThirdPartyInviteService
+from ranvier.services.rooms.visibility import ErasedUsers, EventVisibility
 from ranvier.services.search import SearchService
 from ranvier.storage.database import Database
 from ranvier.storage.stores.events import EventStore
+from ranvier.storage.stores.ignored_users import IgnoredUsersStore
 from ranvier.storage.stores.relations import RelationStore
 from ranvier.storage.stores.rooms import RoomStore
 from ranvier.storage.stores.search import SearchStore
@@ -69,6 +72,9 @@ class Rooms:
     endpoints: list[Endpoint]
     relations: RelationService | None = None
     search: SearchService | None = None
+    erasure: ErasedUsers | None = None
+    ignored: IgnoredUsersStore | None = None
+    third_party: ThirdPartyInviteService | None = None
 
 
 async def build_rooms(
@@ -83,6 +89,7 @@ async def build_rooms(
     remote: RemoteRoomOps | None = None,
     backfill: RoomBackfill | None = None,
     remote_directory: RemoteDirectory | None = None,
+    erasure: ErasedUsers | None = None,
 ) -> Rooms:
     server_name = config.server_name
     events = await EventStore.open(db)
@@ -104,7 +111,10 @@ async def build_rooms(
         now=clock.time_msec,
     )
     state_reader = RoomStateReader(state, events)
-    visibility = EventVisibility(rooms=rooms, state=state, events=events)
+    ignored = IgnoredUsersStore(db)
+    visibility = EventVisibility(
+        rooms=rooms, state=state, events=events, erasure=erasure, ignored=ignored
+    )
     relation_store = RelationStore(db)
     serializer = ClientEventSerializer(
         events, clock, bundler=RelationBundler(relation_store)
@@ -131,8 +141,8 @@ async def build_rooms(
         known_rooms=rooms,
         profiles=profiles,
         clock=clock,
+        remote=remote,
     )
-    messages = RoomMessageService(sender=sender, directory=directory, events=events)
     membership = MembershipService(
         server_name=server_name,
         sender=sender,
@@ -141,6 +151,17 @@ async def build_rooms(
         directory=directory,
         profiles=profiles,
         remote=remote,
+    )
+    messages = RoomMessageService(
+        sender=sender, directory=directory, events=events, guests=membership
+    )
+    third_party = build_third_party_invites(
+        config,
+        sender=sender,
+        membership=membership,
+        rooms=rooms,
+        state=state_reader,
+        profiles=profiles,
     )
     reading = RoomReadService(
         events=events,
@@ -163,8 +184,8 @@ async def build_rooms(
         hooks.profile_change.append(membership)
         hooks.deactivation.append(membership)
     endpoints = [
-        *RoomsResource(creation, messages).endpoints(),
-        *MembershipResource(membership).endpoints(),
+        *RoomsResource(creation, messages, third_party).endpoints(),
+        *MembershipResource(membership, third_party).endpoints(),
         *DirectoryResource(server_name, directory, messages, visibility).endpoints(),
         *ReadingResource(reading).endpoints(),
         *RelationsResource(relations).endpoints(),
@@ -187,4 +208,7 @@ async def build_rooms(
         endpoints=endpoints,
         relations=relations,
         search=search,
+        erasure=erasure,
+        ignored=ignored,
+        third_party=third_party,
     )

@@ -17,6 +17,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from ranvier.api.http import build_http_app
+from ranvier.api.http_transport import MatrixAppRunner
 from ranvier.app.homeserver import Homeserver, build_homeserver
 from ranvier.config.schema import HomeserverConfig, ListenerConfig
 from ranvier.util.clock import Clock
@@ -141,7 +142,7 @@ async def start_server(
                 limiter=hs.limiter,
                 settings=hs.http_settings,
             )
-            runner = web.AppRunner(
+            runner = MatrixAppRunner(
                 app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_SECONDS
             )
             await runner.setup()

@@ -5,7 +5,7 @@ pipeline's `RoomEventNotifier`). `build_sync` then constructs the stores, servic
 HTTP resources once, registers every stream's position source with the notifier, and
 connects the account hooks (deleted devices drop their to-device inbox and count as a
 device-list change), and starts the hourly to-device transaction-ID cleanup under the
-supervisor.
+supervisor. `build_legacy_sync` adds the deprecated r0 sync endpoints on top.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Protocol
 
 from ranvier.api.client.account_data import AccountDataResource
 from ranvier.api.client.filters import FiltersResource
+from ranvier.api.client.old_sync import OldSyncResource
 from ranvier.api.client.presence import PresenceResource
 from ranvier.api.client.receipts import ReceiptsResource
 from ranvier.api.client.sync import SyncResource
@@ -30,7 +31,10 @@ from ranvier.services.notifier import Notifier, StreamSources
 from ranvier.services.presence import PresenceFederation, PresenceService
 from ranvier.services.receipts import ReceiptFederation, ReceiptService
 from ranvier.services.rooms.client_events import ClientEventSerializer
+from ranvier.services.rooms.previews import RoomDescriptions, RoomInitialSyncService
+from ranvier.services.rooms.reading import RoomReadService
 from ranvier.services.rooms.visibility import EventVisibility
+from ranvier.services.sync.legacy import LegacySyncService
 from ranvier.services.sync.room_data import RoomDataLoader
 from ranvier.services.sync.rooms import NotificationCounter, RoomsSectionBuilder
 from ranvier.services.sync.serialize import EventSerializer
@@ -46,6 +50,7 @@ from ranvier.storage.stores.account_data import AccountDataStore
 from ranvier.storage.stores.accounts import AccountsStore
 from ranvier.storage.stores.events import EventStore
 from ranvier.storage.stores.filters import FilterStore
+from ranvier.storage.stores.ignored_users import IgnoredUsersStore
 from ranvier.storage.stores.presence import PresenceStore
 from ranvier.storage.stores.receipts import ReceiptStore
 from ranvier.storage.stores.rooms import RoomStore
@@ -95,6 +100,8 @@ class RoomsReadSide:
     serializer: ClientEventSerializer
     # Given, sync caches each user's memberships (invalidated by both stores).
     rooms: RoomStore | None = None
+    # Each user's `m.ignored_user_list` (cache invalidated by account data writes).
+    ignored: IgnoredUsersStore | None = None
 
 
 @dataclass
@@ -147,6 +154,8 @@ async def build_sync(
         rooms.rooms.add_membership_listener(store.invalidate_memberships)
         store.enable_membership_cache()
     account_data = AccountDataService(await AccountDataStore.open(db), notifier)
+    if rooms.ignored is not None:
+        account_data.add_write_listener(rooms.ignored.on_account_data)
     typing = TypingService(clock, supervisor, notifier, store, federation)
     receipts = ReceiptService(
         await ReceiptStore.open(db),
@@ -196,6 +205,7 @@ async def build_sync(
         account_data,
         notifier,
         notification_counts,
+        ignored=rooms.ignored,
     )
     notifier.track_room_changes(rooms.events.get_current_position())
     sync = SyncService(
@@ -235,3 +245,31 @@ async def build_sync(
         sync=sync,
         endpoints=endpoints,
     )
+
+
+def build_legacy_sync(
+    *,
+    sync: Sync,
+    clock: Clock,
+    rooms: RoomStore,
+    events: EventStore,
+    reading: RoomReadService,
+    directory: RoomDescriptions,
+) -> list[Endpoint]:
+    """The deprecated r0 sync endpoints (`/events`, `/initialSync`, room initialSync),
+    over /sync and the rooms' read side."""
+    legacy = LegacySyncService(
+        sync=sync.sync,
+        notifier=sync.notifier,
+        clock=clock,
+        memberships=sync.store,
+        reading=reading,
+        events=events,
+        room_initial_sync=RoomInitialSyncService(
+            reading=reading, rooms=rooms, directory=directory
+        ),
+        presence=sync.presence,
+        account_data=sync.account_data,
+        receipts=sync.receipts,
+    )
+    return OldSyncResource(legacy).endpoints()

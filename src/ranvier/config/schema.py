@@ -488,6 +488,39 @@ class TurnConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class MatrixRtcConfig:
+    livekit_service_urls: tuple[str, ...] = setting(
+        (),
+        "MatrixRTC (Element Call) LiveKit foci: URLs of the LiveKit JWT services "
+        "(lk-jwt-service) that hand clients LiveKit tokens for OpenID tokens of this "
+        "server. Served by /rtc/transports (MSC4143) and as "
+        "org.matrix.msc4143.rtc_foci in /.well-known/matrix/client. Empty: no group "
+        "calls.",
+        v.list_of(v.service_url),
+        example=["https://livekit-jwt.example.com"],
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SupportConfig:
+    contacts: tuple[v.SupportContact, ...] = setting(
+        (),
+        "Who to contact about this server: each with a role (m.role.admin, m.role.security or a namespaced role) and a "
+        "matrix_id and/or email_address.",
+        v.list_of(v.support_contact),
+        example=[{"role": "m.role.admin", "email_address": "admin@example.com"}],
+        dump=v.dump_support_contacts,
+    )
+    page: str | None = setting(
+        None,
+        "URL of a help page for this server's users. With no contacts and no page, "
+        "/.well-known/matrix/support answers 404.",
+        v.web_url,
+        example="https://example.com/help",
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class EmailConfig:
     smtp_host: str | None = setting(
         None,
@@ -623,6 +656,14 @@ class HomeserverConfig:
     )
     media: MediaConfig = section(MediaConfig, "The media repository.", MediaConfig())
     turn: TurnConfig = section(TurnConfig, "TURN servers for VoIP calls.", TurnConfig())
+    matrix_rtc: MatrixRtcConfig = section(
+        MatrixRtcConfig, "MatrixRTC group calls (Element Call).", MatrixRtcConfig()
+    )
+    server_support: SupportConfig = section(
+        SupportConfig,
+        "Support contacts shown to users (/.well-known/matrix/support).",
+        SupportConfig(),
+    )
     email: EmailConfig = section(EmailConfig, "Outgoing e-mail.", EmailConfig())
     log: LogConfig = section(LogConfig, "Logging.", LogConfig())
     limits: LimitsConfig = section(

@@ -393,6 +393,88 @@ def _parse_base_url(value: object, ctx: Context) -> str:
 base_url = Parser("URL", _parse_base_url)
 
 
+def _parse_service_url(value: object, ctx: Context) -> str:
+    # Handed to clients that append their own path ("…/sfu/get"): no trailing slash.
+    return _parse_base_url(value, ctx).rstrip("/")
+
+
+service_url = Parser("URL", _parse_service_url)
+
+
+def _parse_web_url(value: object, ctx: Context) -> str:
+    expected = "an http:// or https:// URL"
+    if not isinstance(value, str):
+        raise Invalid(Issue(expected, value))
+    try:
+        parts = urlsplit(value.strip())
+    except ValueError:
+        raise Invalid(Issue(expected, value)) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise Invalid(Issue(expected, value))
+    return value.strip()
+
+
+web_url = Parser("URL", _parse_web_url)
+
+
+# --- support contacts (/.well-known/matrix/support) --------------------------------------
+
+_CONTACT_KEYS = ("role", "matrix_id", "email_address")
+_NAMESPACED_ROLE_RE = re.compile(r"[a-z0-9_.-]+\.[a-z0-9_.-]+")
+
+
+@dataclass(frozen=True, slots=True)
+class SupportContact:
+    """One entry of `support.contacts` (spec v1.10: Server Discovery > support)."""
+
+    role: str
+    matrix_id: str | None = None
+    email_address: str | None = None
+
+    def to_json(self) -> dict[str, str]:
+        out = {"role": self.role}
+        if self.matrix_id is not None:
+            out["matrix_id"] = self.matrix_id
+        if self.email_address is not None:
+            out["email_address"] = self.email_address
+        return out
+
+
+def _parse_support_contact(value: object, ctx: Context) -> SupportContact:
+    expected = (
+        "a mapping with role (m.role.admin, m.role.security or a namespaced role) "
+        "and matrix_id and/or email_address"
+    )
+    if not isinstance(value, Mapping) or set(value) - set(_CONTACT_KEYS):
+        raise Invalid(Issue(expected, value))
+    role, matrix_id, email = (value.get(k) for k in _CONTACT_KEYS)
+    if not isinstance(role, str) or not _NAMESPACED_ROLE_RE.fullmatch(role):
+        raise Invalid(Issue(expected, value, ".role"))
+    if matrix_id is None and email is None:
+        raise Invalid(Issue(expected, value))
+    if matrix_id is not None and not (
+        isinstance(matrix_id, str) and re.fullmatch(r"@[^:\s]+:[^\s]+", matrix_id)
+    ):
+        raise Invalid(
+            Issue(
+                "a Matrix user ID such as '@admin:example.com'", matrix_id, ".matrix_id"
+            )
+        )
+    if email is not None and not (
+        isinstance(email, str) and re.fullmatch(r"[^@\s]+@[^@\s]+", email)
+    ):
+        raise Invalid(Issue("an e-mail address", email, ".email_address"))
+    return SupportContact(role, matrix_id, email)
+
+
+support_contact = Parser("support contact", _parse_support_contact)
+
+
+def dump_support_contacts(value: object) -> object:
+    assert isinstance(value, tuple)
+    return [c.to_json() for c in value]
+
+
 def _parse_path(value: object, ctx: Context) -> Path:
     if not isinstance(value, str) or not value.strip():
         raise Invalid(Issue("a file system path", value))

@@ -30,6 +30,7 @@ __all__ = [
     "encode_canonical_json",
     "encode_json",
     "exceeds_nesting",
+    "is_big_integer",
 ]
 
 CANONICAL_JSON_INT_MAX: Final = 2**53 - 1
@@ -138,6 +139,30 @@ def _contains_float(value: Any) -> bool:
     return isinstance(value, float)
 
 
+def is_big_integer(value: Any) -> bool:
+    """An integral number past canonical JSON's range. orjson parses integers beyond
+    64 bits as floats, so `99999999999999999999` arrives as `1e20`: for the client it
+    is an integer out of range, not a float."""
+    return (
+        isinstance(value, float)
+        and value.is_integer()
+        and not CANONICAL_JSON_INT_MIN <= value <= CANONICAL_JSON_INT_MAX
+    )
+
+
+def _number_problem(value: Any) -> str:
+    stack: list[Any] = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+        elif is_big_integer(item):
+            return "integer out of range (canonical JSON allows ±(2**53 - 1))"
+    return "floats are not allowed (numbers must be integers)"
+
+
 def encode_canonical_json(value: Any, *, strict: bool = True) -> bytes:
     """Encode `value` as canonical JSON bytes.
 
@@ -152,9 +177,7 @@ def encode_canonical_json(value: Any, *, strict: bool = True) -> bytes:
         except orjson.JSONEncodeError as e:
             raise CanonicalJsonError(f"not canonical JSON: {e}") from None
         if _contains_float(value):
-            raise CanonicalJsonError(
-                "not canonical JSON: floats are not allowed (numbers must be integers)"
-            )
+            raise CanonicalJsonError(f"not canonical JSON: {_number_problem(value)}")
         return out
     try:
         out = orjson.dumps(value, option=_LENIENT_OPTS)

@@ -115,7 +115,9 @@ def _default_power_levels(
         "ban": 50,
         "kick": 50,
         "redact": 50,
-        "invite": 50,
+        # As Synapse's presets: members of private chats may invite (their preset
+        # overrides `invite` to 0), public rooms keep moderators' 50.
+        "invite": 50 if preset is Preset.PUBLIC_CHAT else 0,
         "historical": 100,
     }
 
@@ -163,9 +165,11 @@ def plan_initial_state(
             StateEventSpec(
                 "m.room.topic",
                 "",
+                # Spec v1.15 (MSC3765): `m.topic` is an object holding `m.text`, the
+                # plain `topic` stays for older clients.
                 {
                     "topic": topic,
-                    "m.topic": [{"mimetype": "text/plain", "body": topic}],
+                    "m.topic": {"m.text": [{"body": topic, "mimetype": "text/plain"}]},
                 },
             )
         )

@@ -19,14 +19,18 @@ from typing import Any, Final
 
 from ranvier.core.crypto.keys import SigningKey
 from ranvier.core.json import InvalidJsonError, decode_json, encode_canonical_json
-from ranvier.federation.errors import FederationError, NotRetryingDestination
+from ranvier.federation.errors import (
+    FederationError,
+    NotRetryingDestination,
+    is_unknown_endpoint_answer,
+)
 from ranvier.federation.retry import DestinationRetryTracker
 from ranvier.federation.transport import (
     FederationTransport,
     TransportError,
     TransportResponse,
 )
-from ranvier.federation.xmatrix import sign_request
+from ranvier.federation.xmatrix import REQUEST_JSON_STRICT, sign_request
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +113,11 @@ class FederationClient:
         if not ignore_backoff and self._retry.is_backing_off(destination):
             raise NotRetryingDestination(destination, self._retry.retry_at(destination))
         uri = path + _encode_query(args)
-        body = encode_canonical_json(content) if content is not None else None
+        body = (
+            encode_canonical_json(content, strict=REQUEST_JSON_STRICT)
+            if content is not None
+            else None
+        )
         headers = {"Content-Type": "application/json"} if body is not None else {}
         if sign:
             headers["Authorization"] = sign_request(
@@ -156,6 +164,10 @@ class FederationClient:
                 f"{status} {errcode or ''} {message}".strip(),
                 status=status,
                 errcode=errcode,
+                unknown_endpoint=is_unknown_endpoint_answer(
+                    status, errcode, response.body
+                ),
+                remote_message=message if errcode else "",
             )
         try:
             return decode_json(response.body)

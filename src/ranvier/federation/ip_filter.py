@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
+from typing import Final
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -27,6 +28,27 @@ def parse_ip(value: str) -> IPAddress | None:
         return None
 
 
+_NAT64: Final = ipaddress.ip_network("64:ff9b::/96")
+_IPV4_COMPATIBLE: Final = ipaddress.ip_network("::/96")
+
+
+def embedded_ipv4(ip: IPAddress) -> list[ipaddress.IPv4Address]:
+    """IPv4 addresses an IPv6 address may reach: IPv4-mapped (`::ffff:a.b.c.d`), the
+    well-known NAT64 prefix (RFC 6052, `64:ff9b::a.b.c.d`, translated by a NAT64
+    gateway), 6to4 (`2002:aabb:ccdd::`, RFC 3056) and the deprecated IPv4-compatible
+    form (`::a.b.c.d`). Each is judged too, so `64:ff9b::7f00:1` is loopback."""
+    if not isinstance(ip, ipaddress.IPv6Address):
+        return []
+    out: list[ipaddress.IPv4Address] = []
+    if ip.ipv4_mapped is not None:
+        out.append(ip.ipv4_mapped)
+    if ip.sixtofour is not None:
+        out.append(ip.sixtofour)
+    if ip in _NAT64 or (ip in _IPV4_COMPATIBLE and int(ip) > 1):
+        out.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    return out
+
+
 class IpRangeFilter:
     def __init__(
         self, blocklist: Iterable[IPNetwork], allowlist: Iterable[IPNetwork] = ()
@@ -41,10 +63,7 @@ class IpRangeFilter:
         ip = parse_ip(address) if isinstance(address, str) else address
         if ip is None:
             return False
-        candidates = [ip]
-        # An IPv4-mapped IPv6 address reaches the IPv4 host: judge both forms.
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            candidates.append(ip.ipv4_mapped)
+        candidates = [ip, *embedded_ipv4(ip)]
         if any(self._listed(c, self._allowlist) for c in candidates):
             return True
         return not any(self._listed(c, self._blocklist) for c in candidates)

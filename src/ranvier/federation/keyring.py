@@ -16,8 +16,12 @@ Core's signature checks are synchronous, so the ingest path does
     await keyring.prefetch({server: {key_id, …}, …}, minimum_valid_until_ts)
     verify_event_signatures(event, keyring.lookup)
 
-Keys live in memory and in the database. Concurrent fetches for one server share one
-request; a server whose keys could not be fetched is not asked again for a while
+Keys live in memory and in the database. A key we hold that is still valid is never
+replaced by different key material under the same key ID (a spurious or hostile answer
+from the origin or a notary cannot make us forget a good key); documents with new key
+IDs are kept beside the old ones, and the notary serves all of them, those holding the
+requested key IDs first (as SyTest "Key notary server must not overwrite a valid key").
+Concurrent fetches for one server share one request; a server whose keys could not be fetched is not asked again for a while
 (negative caching with exponential backoff).
 """
 
@@ -257,6 +261,7 @@ class Keyring:
         documents are still returned when the server is unreachable (spec)."""
         if server_name == self._own.server_name:
             return [self._own.signed_key_response()]
+        await self._load(server_name)
         rows = await self._direct_rows(server_name)
         if not _satisfied_by(_row_keys(rows), key_ids, minimum_valid_until_ts):
             async with self._locks.lock((server_name, True)):
@@ -267,7 +272,7 @@ class Keyring:
                         rows = await self._direct_rows(server_name)
                     else:
                         self._note_failure(server_name)
-        return _unique_documents(rows)
+        return _unique_documents(rows, key_ids)
 
     async def _direct_rows(self, server_name: str) -> list[ServerKeyRow]:
         rows = await self._store.get_server_keys(server_name)
@@ -399,6 +404,20 @@ class Keyring:
 
     async def _save(self, parsed: ParsedKeyDocument, *, from_server: str) -> None:
         now = self._clock.time_msec()
+        await self._load(parsed.server_name)
+        known = self._keys.get(parsed.server_name, {})
+        keys = []
+        for k in parsed.keys:
+            held = known.get(k.key_id)
+            if held is not None and held[0] != k.verify_key and held[1] >= now:
+                logger.warning(
+                    "%s (via %s) answered another key for %s; keeping the valid one",
+                    parsed.server_name, from_server, k.key_id,
+                )  # fmt: skip
+                continue
+            keys.append(k)
+        if not keys:
+            return
         await self._store.store_server_keys(
             parsed.server_name,
             from_server,
@@ -406,10 +425,10 @@ class Keyring:
             encode_json(parsed.document).decode(),
             [
                 (k.key_id, k.verify_key.public_key_base64, k.valid_until_ts)
-                for k in parsed.keys
+                for k in keys
             ],
         )
-        for k in parsed.keys:
+        for k in keys:
             self._remember(parsed.server_name, k.verify_key, k.valid_until_ts)
 
 
@@ -425,10 +444,16 @@ def _row_keys(rows: Sequence[ServerKeyRow]) -> dict[str, tuple[VerifyKey, int]]:
     return out
 
 
-def _unique_documents(rows: Sequence[ServerKeyRow]) -> list[dict[str, Any]]:
+def _unique_documents(
+    rows: Sequence[ServerKeyRow], key_ids: Collection[str] = ()
+) -> list[dict[str, Any]]:
+    """Each stored document once: those holding a requested key ID first, longest
+    valid first (a client reading only the first one gets the key it asked for)."""
+    wanted = set(key_ids)
+    ordered = sorted(rows, key=lambda r: (r.key_id not in wanted, -r.valid_until_ts))
     seen: set[str] = set()
     docs: list[dict[str, Any]] = []
-    for row in rows:
+    for row in ordered:
         if row.key_json in seen:
             continue
         seen.add(row.key_json)

@@ -156,6 +156,34 @@ def guarded_socket_factory(ip_filter: IpRangeFilter) -> SocketFactoryType:
     return factory
 
 
+def guarded_connector(
+    dns: DnsResolver,
+    ip_filter: IpRangeFilter,
+    *,
+    tls: ssl.SSLContext | bool = True,
+    limit: int = 100,
+    limit_per_host: int = 0,
+    keepalive_timeout: float = 15.0,
+) -> aiohttp.TCPConnector:
+    """The one way Ranvier builds an outbound connector (federation, well-known, URL
+    previews, remote media `Location`s, push gateways): names resolved through our
+    resolver with refused addresses dropped, and every socket checked right before
+    `connect()` (IP literals, redirect targets and re-resolved names included). Its
+    sessions must not follow redirects on their own unless each hop may reach any
+    allowed address (they still pass through this connector), and must not use
+    proxies from the environment (`trust_env` stays False)."""
+    return aiohttp.TCPConnector(
+        resolver=BlocklistingResolver(dns, ip_filter),
+        socket_factory=guarded_socket_factory(ip_filter),
+        ssl=tls,
+        limit=limit,
+        limit_per_host=limit_per_host,
+        keepalive_timeout=keepalive_timeout,
+        # Our DnsResolver decides how long answers live.
+        use_dns_cache=False,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class ConnectionLimits:
     # Connections per destination address; total across all destinations.
@@ -171,15 +199,13 @@ def build_client_session(
     tls: ssl.SSLContext,
     limits: ConnectionLimits,
 ) -> aiohttp.ClientSession:
-    connector = aiohttp.TCPConnector(
-        resolver=BlocklistingResolver(dns, ip_filter),
-        socket_factory=guarded_socket_factory(ip_filter),
-        ssl=tls,
+    connector = guarded_connector(
+        dns,
+        ip_filter,
+        tls=tls,
         limit=limits.total,
         limit_per_host=limits.per_host,
         keepalive_timeout=limits.keepalive_timeout,
-        # Our DnsResolver and the discovery cache decide how long answers live.
-        use_dns_cache=False,
     )
     return aiohttp.ClientSession(
         connector=connector,

@@ -55,6 +55,13 @@ class XMatrixAuth:
     signature: str
 
 
+# Request bodies are signed with the lenient canonical JSON (floats allowed), as Synapse
+# does: they carry room v1-v5 events, which may hold floats, and a malformed v6+ event
+# in a body must reach the event checks (400 M_BAD_JSON), not fail as a bad request
+# signature. The strict rules are the event format's to enforce.
+REQUEST_JSON_STRICT: Final = False
+
+
 def request_signing_object(
     method: str, uri: str, origin: str, destination: str, content: Any | None
 ) -> dict[str, Any]:
@@ -93,7 +100,7 @@ def sign_request(
 ) -> str:
     """The full `Authorization` header value for one outbound request."""
     obj = request_signing_object(method, uri, origin, destination, content)
-    signature = compute_json_signature(obj, signing_key)
+    signature = compute_json_signature(obj, signing_key, strict=REQUEST_JSON_STRICT)
     return format_x_matrix(
         XMatrixAuth(origin, destination, signing_key.key_id, signature)
     )
@@ -151,4 +158,6 @@ def verify_request_signature(
     """
     obj = request_signing_object(method, uri, auth.origin, our_server_name, content)
     signed = add_signature(obj, auth.origin, auth.key_id, auth.signature)
-    verify_json_signature(signed, auth.origin, auth.key_id, verify_key)
+    verify_json_signature(
+        signed, auth.origin, auth.key_id, verify_key, strict=REQUEST_JSON_STRICT
+    )

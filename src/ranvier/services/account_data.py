@@ -25,6 +25,7 @@ MAX_TAG_LENGTH = 255
 
 # The current content of a server-computed global entry (`m.push_rules`) for a user.
 DefaultProvider = Callable[[str], Awaitable[JsonDict]]
+WriteListener = Callable[[str, "str | None", str], None]
 
 
 class AccountDataService:
@@ -32,6 +33,12 @@ class AccountDataService:
         self._store = store
         self._notifier = notifier
         self._providers: dict[str, DefaultProvider] = {}
+        self._write_listeners: list[WriteListener] = []
+
+    def add_write_listener(self, listener: WriteListener) -> None:
+        """Called with (user_id, room_id, data_type) after each committed write (caches
+        of what account data decides, e.g. the ignored users)."""
+        self._write_listeners.append(listener)
 
     def register_provider(self, data_type: str, provider: DefaultProvider) -> None:
         """Serve global `data_type` from `provider`: on reads and initial syncs (the
@@ -59,6 +66,8 @@ class AccountDataService:
         position = await self._store.set_account_data(
             user_id, room_id, data_type, content
         )
+        for listener in self._write_listeners:
+            listener(user_id, room_id, data_type)
         self._notifier.notify(StreamKey.ACCOUNT_DATA, position, users=(user_id,))
 
     async def get_account_data(

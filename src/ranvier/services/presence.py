@@ -21,7 +21,7 @@ import logging
 from collections.abc import Collection, Mapping
 from typing import Any, Protocol
 
-from ranvier.core.errors import forbidden, invalid_param, not_found
+from ranvier.core.errors import forbidden, invalid_param
 from ranvier.core.streams import StreamKey
 from ranvier.services.notifier import Notifier
 from ranvier.storage.stores.presence import PresenceRow, PresenceStore
@@ -107,16 +107,47 @@ class PresenceService:
                 user_id, state, status_msg, currently_active=state == ONLINE
             )
 
-    async def get_presence(self, requester: str, user_id: str) -> JsonDict:
-        if requester != user_id:
+    async def get_presence(
+        self, requester: str, user_id: str, *, check: bool = True
+    ) -> JsonDict:
+        """`user_id`'s presence as `requester` sees it: 403 unless they share a room
+        (`check=False`: the caller has decided). A user who never set or synced any
+        presence is `offline`, as Synapse answers (spec: Presence)."""
+        if check and requester != user_id:
             shared = await self._rooms.get_users_sharing_rooms(requester, [user_id])
             if user_id not in shared:
                 raise forbidden("You cannot see this user's presence.")
         rows = await self._store.get_presence([user_id])
         row = rows.get(user_id)
         if row is None:
-            raise not_found("No presence for this user.")
+            return {"presence": OFFLINE}
         return self.format_content(row)
+
+    async def get_presence_events(self, user_ids: Collection[str]) -> list[JsonDict]:
+        """`m.presence` events of `user_ids` (offline for those with no presence)."""
+        rows = await self._store.get_presence(user_ids)
+        out = []
+        for user_id in user_ids:
+            row = rows.get(user_id)
+            if row is None:
+                content: JsonDict = {"presence": OFFLINE}
+                out.append(
+                    {"type": "m.presence", "sender": user_id, "content": content}
+                )
+            else:
+                out.append(self.format_event(row))
+        return out
+
+    async def get_changed_presence_events(
+        self, user_ids: Collection[str], from_id: int, to_id: int
+    ) -> list[JsonDict]:
+        """`m.presence` events of those of `user_ids` whose presence changed in
+        (from_id, to_id]."""
+        wanted = set(user_ids)
+        if not wanted or to_id <= from_id:
+            return []
+        rows = await self._store.get_presence_changes(from_id, to_id)
+        return [self.format_event(r) for r in rows if r.user_id in wanted]
 
     async def set_remote_presence(
         self,

@@ -12,8 +12,10 @@
     GET  /_matrix/client/v3/joined_rooms
 
 Spec: C-S API > Room membership. `via` (and the deprecated `server_name`) name servers
-to join or knock through when this server is not in the room. Third-party invites
-(`id_server` bodies) are not supported yet and answer with spec errors.
+to join or knock through when this server is not in the room. An invite body with
+`id_server`, `id_access_token`, `medium` and `address` instead of `user_id` is a
+third-party invite (C-S API > Third-party invites; `ThirdPartyInviteService`); a join
+with `third_party_signed` first turns that proof into an invite.
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ from ranvier.api.http import AuthMode, Endpoint, MatrixRequest, client_paths
 from ranvier.core.errors import MatrixError, invalid_param
 from ranvier.core.ids import is_valid_server_name
 from ranvier.services.rooms.membership import MembershipService
+from ranvier.services.rooms.third_party_invites import (
+    ThirdPartyInviteService,
+    third_party_invite_from,
+)
 
 __all__ = ["MembershipResource"]
 
@@ -39,13 +45,32 @@ def _via(req: MatrixRequest) -> list[str]:
     return via
 
 
+_THIRD_PARTY_KEYS = ("id_server", "id_access_token", "medium", "address")
+
+
 class MembershipResource:
-    def __init__(self, membership: MembershipService) -> None:
+    def __init__(
+        self,
+        membership: MembershipService,
+        third_party: ThirdPartyInviteService | None = None,
+    ) -> None:
         self._m = membership
+        self._third_party = third_party
 
     async def join(self, req: MatrixRequest) -> JsonDict:
         body = await req.json()
         target = req.raw.match_info.get("roomIdOrAlias") or req.path_param("roomId")
+        signed = body.get_dict("third_party_signed")
+        if signed is not None and self._third_party is not None:
+            # Spec: Joining rooms, `third_party_signed`: the pending third-party invite
+            # it proves becomes an invite (checked like one from onbind), then the join.
+            sender = signed.get("sender")
+            if not isinstance(sender, str):
+                raise MatrixError(
+                    400, "M_MISSING_PARAM", "'third_party_signed' lacks 'sender'."
+                )
+            room_id = await self._m.resolve_room(target)
+            await self._third_party.exchange(sender, req.user.user_id, room_id, signed)
         room_id = await self._m.join(
             req.user.user_id,
             target,
@@ -67,10 +92,17 @@ class MembershipResource:
 
     async def invite(self, req: MatrixRequest) -> JsonDict:
         body = await req.json()
-        if "id_server" in body or "medium" in body:
-            raise MatrixError(
-                400, "M_UNRECOGNIZED", "Third-party invites are not supported."
+        if "user_id" not in body and any(k in body for k in _THIRD_PARTY_KEYS):
+            if self._third_party is None:
+                raise MatrixError(
+                    400, "M_UNRECOGNIZED", "Third-party invites are not supported."
+                )
+            await self._third_party.invite(
+                req.user.user_id,
+                req.path_param("roomId"),
+                third_party_invite_from(body.raw),
             )
+            return {}
         await self._m.invite(
             req.user.user_id,
             req.path_param("roomId"),

@@ -4,7 +4,8 @@
     PUT /_matrix/client/v3/presence/{userId}/status
 
 Spec: Client-Server API > Modules > Presence. Only the user sets their own presence;
-others may read it when they share a room (403 otherwise, 404 if none was ever set).
+others may read it when they share a room (403 otherwise); a user with no presence yet
+is `offline`.
 """
 
 from __future__ import annotations

@@ -8,6 +8,9 @@
 
 Spec: C-S API > Rooms > Creation; Events > Sending events to a room; Redactions.
 Bodies are parsed into typed requests here; the services decide everything else.
+`invite_3pid` entries are checked before the room is created and sent as third-party
+invites right after (as Synapse does; a failure there is the request's error, the room
+stays).
 """
 
 from __future__ import annotations
@@ -16,9 +19,14 @@ from typing import Any
 
 from ranvier.api.http import AuthMode, Endpoint, JsonBody, MatrixRequest, client_paths
 from ranvier.core.errors import bad_json, invalid_param
+from ranvier.core.events.state_content import StateContentError, check_state_content
 from ranvier.core.room_presets import Preset, StateEventSpec
 from ranvier.services.rooms.creation import CreateRoomRequest, RoomCreationService
 from ranvier.services.rooms.messages import RoomMessageService
+from ranvier.services.rooms.third_party_invites import (
+    ThirdPartyInviteService,
+    parse_third_party_invites,
+)
 
 __all__ = ["RoomsResource", "parse_create_room"]
 
@@ -34,12 +42,30 @@ def _parse_initial_state(body: JsonBody) -> list[StateEventSpec]:
         content = entry.get_dict("content")
         if content is None:
             raise bad_json("'initial_state' entries need a 'content' object")
+        event_type = entry.require_str("type")
+        _check_content(event_type, content)
         out.append(
-            StateEventSpec(
-                entry.require_str("type"), entry.get_str("state_key", "") or "", content
-            )
+            StateEventSpec(event_type, entry.get_str("state_key", "") or "", content)
         )
     return out
+
+
+def _check_content(
+    event_type: str, content: JsonDict, *, partial: bool = False
+) -> JsonDict:
+    """Local state content only (core/events/state_content.py): 400 M_BAD_JSON."""
+    try:
+        check_state_content(event_type, content, partial=partial)
+    except StateContentError as e:
+        raise bad_json(str(e)) from None
+    return content
+
+
+def _optional_content(body: JsonBody, key: str, event_type: str) -> JsonDict | None:
+    content = body.get_dict(key)
+    return (
+        None if content is None else _check_content(event_type, content, partial=True)
+    )
 
 
 def parse_create_room(body: JsonBody) -> CreateRoomRequest:
@@ -60,22 +86,35 @@ def parse_create_room(body: JsonBody) -> CreateRoomRequest:
         invite=body.get_str_list("invite") or [],
         is_direct=body.get_bool("is_direct"),
         initial_state=_parse_initial_state(body),
-        power_level_content_override=body.get_dict("power_level_content_override"),
-        creation_content=body.get_dict("creation_content"),
+        power_level_content_override=_optional_content(
+            body, "power_level_content_override", "m.room.power_levels"
+        ),
+        creation_content=_optional_content(body, "creation_content", "m.room.create"),
         room_version=body.get_str("room_version"),
     )
 
 
 class RoomsResource:
     def __init__(
-        self, creation: RoomCreationService, messages: RoomMessageService
+        self,
+        creation: RoomCreationService,
+        messages: RoomMessageService,
+        third_party: ThirdPartyInviteService | None = None,
     ) -> None:
         self._creation = creation
         self._messages = messages
+        self._third_party = third_party
 
     async def create_room(self, req: MatrixRequest) -> JsonDict:
-        request = parse_create_room(await req.json())
+        body = await req.json()
+        request = parse_create_room(body)
+        invites = parse_third_party_invites(body.get_list("invite_3pid") or [])
+        if invites and self._third_party is None:
+            raise invalid_param("Third-party invites are not supported.")
         room_id, alias = await self._creation.create_room(req.user.user_id, request)
+        for invite in invites:
+            assert self._third_party is not None
+            await self._third_party.invite(req.user.user_id, room_id, invite)
         out: JsonDict = {"room_id": room_id}
         if alias is not None:
             out["room_alias"] = alias
@@ -95,12 +134,13 @@ class RoomsResource:
 
     async def put_state(self, req: MatrixRequest) -> JsonDict:
         body = await req.json()
+        event_type = req.path_param("eventType")
         event_id = await self._messages.send_state(
             user_id=req.user.user_id,
             room_id=req.path_param("roomId"),
-            event_type=req.path_param("eventType"),
+            event_type=event_type,
             state_key=req.raw.match_info.get("stateKey", ""),
-            content=body.raw,
+            content=_check_content(event_type, body.raw),
         )
         return {"event_id": event_id}
 

@@ -18,7 +18,9 @@
 Spec: Client-Server API > Adding account administrative contact information; Modules >
 Third-party Networks. No e-mail/SMS validation and no application services exist, so
 `m.3pid_changes` is disabled in /capabilities and every attempt to add or validate an
-identifier is refused with the spec's `M_THREEPID_DENIED`; removing one the account
+identifier is refused with the spec's `M_THREEPID_DENIED` (the account's requestToken
+endpoints, which take no access token, with `M_THREEPID_MEDIUM_NOT_SUPPORTED`, v1.13);
+removing one the account
 cannot have succeeds with `no-support`; password resets find no identifier
 (`M_THREEPID_NOT_FOUND`). No bridges: no protocols, no lookups.
 """
@@ -42,6 +44,16 @@ def _denied() -> MatrixError:
 async def refuse_threepid(req: MatrixRequest) -> dict[str, Any]:
     await req.json()  # still answers malformed bodies with M_NOT_JSON
     raise _denied()
+
+
+async def refuse_medium(req: MatrixRequest) -> dict[str, Any]:
+    await req.json()
+    # Since v1.13 (MSC4178) the spec's answer when the server cannot validate the medium.
+    raise MatrixError(
+        400,
+        "M_THREEPID_MEDIUM_NOT_SUPPORTED",
+        "This server cannot validate third-party identifiers of this medium.",
+    )
 
 
 async def refuse_password_reset(req: MatrixRequest) -> dict[str, Any]:
@@ -78,10 +90,13 @@ def endpoints() -> list[Endpoint]:
     user = AuthMode.USER
     eps = [
         Endpoint("POST", client_paths(path), refuse_threepid, auth=user)
+        for path in ("/account/3pid", "/account/3pid/add", "/account/3pid/bind")
+    ]
+    # The requestToken endpoints take no access token (the spec gives them no
+    # security): the validation session is what later ties the address to a user.
+    eps += [
+        Endpoint("POST", client_paths(path), refuse_medium, auth=AuthMode.NONE)
         for path in (
-            "/account/3pid",
-            "/account/3pid/add",
-            "/account/3pid/bind",
             "/account/3pid/email/requestToken",
             "/account/3pid/msisdn/requestToken",
         )

@@ -42,6 +42,10 @@ UNSTABLE_FEATURES: dict[str, bool] = {
     "org.matrix.msc3814": True,
     # /publicRooms `filter.room_types` (services/rooms/aliases.py).
     "org.matrix.msc3827.stable": True,
+    # Mutual rooms (api/client/spaces.py): the unstable path and, as the stable
+    # /v1/mutual_rooms is spec v1.19 (not listed yet), its ".stable" flag.
+    "uk.half-shot.msc2666.query_mutual_rooms": True,
+    "uk.half-shot.msc2666.query_mutual_rooms.stable": True,
     # Simplified sliding sync, MSC4186 (api/client/sliding_sync.py): Element X and
     # matrix-js-sdk's SlidingSync look for this before they use the endpoint.
     "org.matrix.simplified_msc3575": True,

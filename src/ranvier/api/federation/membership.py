@@ -7,9 +7,13 @@
     GET /_matrix/federation/v1/make_knock/{roomId}/{userId}?ver=…
     PUT /_matrix/federation/v1/send_knock/{roomId}/{eventId}
     PUT /_matrix/federation/v2/invite/{roomId}/{eventId}
+    PUT /_matrix/federation/v1/send_join/{roomId}/{eventId}    (deprecated)
+    PUT /_matrix/federation/v1/send_leave/{roomId}/{eventId}   (deprecated)
+    PUT /_matrix/federation/v1/invite/{roomId}/{eventId}       (deprecated)
 
 Spec: S-S API > Joining rooms; Leaving rooms; Knocking upon a room; Inviting to a room.
-Logic lives in `ResidentMembership`.
+The deprecated v1 endpoints answer `[200, {...}]` (as specified: a Synapse bug kept for
+compatibility); v1 `invite` takes the bare event. Logic lives in `ResidentMembership`.
 """
 
 from __future__ import annotations
@@ -58,6 +62,21 @@ class MembershipResource:
             req.path_param("eventId"),
             await req.json_any(),
         )
+
+    async def put_send_join_v1(self, req: MatrixRequest) -> list[Any]:
+        return [200, await self.put_send_join(req)]
+
+    async def put_send_leave_v1(self, req: MatrixRequest) -> list[Any]:
+        return [200, await self.put_send_leave(req)]
+
+    async def put_invite_v1(self, req: MatrixRequest) -> list[Any]:
+        answer = await self._membership.invite_v1(
+            req.origin,
+            req.path_param("roomId"),
+            req.path_param("eventId"),
+            await req.json_any(),
+        )
+        return [200, answer]
 
     async def get_make_leave(self, req: MatrixRequest) -> JsonDict:
         return await self._membership.make_leave(
@@ -108,4 +127,7 @@ class MembershipResource:
             ep("GET", V1 + "/make_knock/{roomId}/{userId}", self.get_make_knock),
             ep("PUT", V1 + "/send_knock/{roomId}/{eventId}", self.put_send_knock),
             ep("PUT", V2 + "/invite/{roomId}/{eventId}", self.put_invite),
+            ep("PUT", V1 + "/send_join/{roomId}/{eventId}", self.put_send_join_v1),
+            ep("PUT", V1 + "/send_leave/{roomId}/{eventId}", self.put_send_leave_v1),
+            ep("PUT", V1 + "/invite/{roomId}/{eventId}", self.put_invite_v1),
         ]

@@ -44,10 +44,14 @@ _UNSIGNED_KEYS: Final = frozenset({"signatures", "unsigned"})
 class E2eKeyError(ValueError):
     """A key object is malformed or its signature does not check out."""
 
-    def __init__(self, message: str, *, bad_signature: bool = False) -> None:
+    def __init__(
+        self, message: str, *, bad_signature: bool = False, malformed: bool = False
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.bad_signature = bad_signature
+        # A required field is missing or has the wrong JSON type (M_BAD_JSON).
+        self.malformed = malformed
 
 
 def signed_content(obj: Mapping[str, Any]) -> dict[str, Any]:
@@ -94,7 +98,7 @@ def _check_string_map(value: Any, what: str) -> Mapping[str, str]:
     if not isinstance(value, Mapping) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in value.items()
     ):
-        raise E2eKeyError(f"'{what}' must map key IDs to strings")
+        raise E2eKeyError(f"'{what}' must map key IDs to strings", malformed=True)
     return value
 
 
@@ -109,7 +113,7 @@ def check_device_keys(keys: Mapping[str, Any], user_id: str, device_id: str) -> 
     if not isinstance(algorithms, list) or not all(
         isinstance(a, str) for a in algorithms
     ):
-        raise E2eKeyError("'algorithms' must be an array of strings")
+        raise E2eKeyError("'algorithms' must be an array of strings", malformed=True)
     key_map = _check_string_map(keys.get("keys"), "keys")
     key_id = f"{ED25519}:{device_id}"
     if key_id not in key_map:

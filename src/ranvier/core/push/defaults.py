@@ -1,9 +1,16 @@
 """The server-default push rules (spec v1.19: Push Notifications > Predefined Rules).
 
-Checked against `tests/data/spec/vectors/push_rules_default.json` by the tests. The legacy
-`.m.rule.contains_display_name`, `.m.rule.roomnotif` and `.m.rule.contains_user_name`
-rules left the spec in v1.17 (intentional mentions, `m.mentions`, replaced them), so the
-content list is empty. `USER_ID` is replaced by the rule owner's user ID.
+Checked against `tests/data/spec/vectors/push_rules_default.json` by the tests, plus the
+three legacy mention rules (`LEGACY_MENTION_RULE_IDS`): `.m.rule.contains_display_name`,
+`.m.rule.roomnotif` and `.m.rule.contains_user_name`. They left the spec in v1.17
+(MSC4210) but Synapse still ships them by default, and clients that do not send
+`m.mentions` yet (bridges, bots, older apps) rely on them: without `.m.rule.roomnotif`
+an "@room" from such a client notifies nobody. They sit where spec v1.16 and Synapse
+put them (each right after its intentional-mentions counterpart), and the evaluator
+skips them for any event with an `m.mentions` property (spec v1.7, MSC3952), so a
+client sending intentional mentions is judged by those alone.
+
+`USER_ID` is replaced by the rule owner's user ID, `USER_LOCALPART` by its localpart.
 
 Priority (spec): `.m.rule.master` comes before every other rule; otherwise a user's own
 rules of a kind come before the server-default rules of that kind.
@@ -16,6 +23,10 @@ from typing import Any, Final
 from ranvier.core.push.rules import PushRule, RuleKind
 
 USER_ID: Final = "[the user's Matrix ID]"
+USER_LOCALPART: Final = "[the local part of the user's Matrix ID]"
+LEGACY_MENTION_RULE_IDS: Final = frozenset(
+    {".m.rule.contains_display_name", ".m.rule.roomnotif", ".m.rule.contains_user_name"}
+)
 MASTER_RULE_ID: Final = ".m.rule.master"
 
 JsonDict = dict[str, Any]
@@ -63,6 +74,11 @@ DEFAULT_OVERRIDE: Final[tuple[JsonDict, ...]] = (
         ["notify", _SOUND_DEFAULT, _HIGHLIGHT],
     ),
     _rule(
+        ".m.rule.contains_display_name",
+        [{"kind": "contains_display_name"}],
+        ["notify", _SOUND_DEFAULT, _HIGHLIGHT],
+    ),
+    _rule(
         ".m.rule.is_room_mention",
         [
             {
@@ -70,6 +86,14 @@ DEFAULT_OVERRIDE: Final[tuple[JsonDict, ...]] = (
                 "key": "content.m\\.mentions.room",
                 "value": True,
             },
+            {"kind": "sender_notification_permission", "key": "room"},
+        ],
+        ["notify", _HIGHLIGHT],
+    ),
+    _rule(
+        ".m.rule.roomnotif",
+        [
+            _match("content.body", "@room"),
             {"kind": "sender_notification_permission", "key": "room"},
         ],
         ["notify", _HIGHLIGHT],
@@ -98,7 +122,15 @@ DEFAULT_OVERRIDE: Final[tuple[JsonDict, ...]] = (
     ),
 )
 
-DEFAULT_CONTENT: Final[tuple[JsonDict, ...]] = ()
+DEFAULT_CONTENT: Final[tuple[JsonDict, ...]] = (
+    {
+        "rule_id": ".m.rule.contains_user_name",
+        "default": True,
+        "enabled": True,
+        "pattern": USER_LOCALPART,
+        "actions": ["notify", _SOUND_DEFAULT, _HIGHLIGHT],
+    },
+)
 
 DEFAULT_UNDERRIDE: Final[tuple[JsonDict, ...]] = (
     _rule(
@@ -138,6 +170,8 @@ DEFAULT_RULE_KINDS: Final[dict[str, RuleKind]] = {
 def _substitute(value: Any, user_id: str) -> Any:
     if value == USER_ID:
         return user_id
+    if value == USER_LOCALPART:
+        return user_id[1:].split(":", 1)[0]
     if isinstance(value, dict):
         return {k: _substitute(v, user_id) for k, v in value.items()}
     if isinstance(value, list):

@@ -17,6 +17,9 @@ Conditions:
 * `sender_notification_permission`: the sender's power level reaches
   `notifications.<key>` of the power levels (default 50);
 * anything else never matches.
+
+The legacy mention rules (`LEGACY_MENTION_RULE_IDS`) are skipped for events with an
+`m.mentions` property (spec v1.7, MSC3952: intentional mentions replace them).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ranvier.core.auth.validation import read_power_level
+from ranvier.core.push.defaults import LEGACY_MENTION_RULE_IDS
 from ranvier.core.push.glob import Matcher, compile_glob
 from ranvier.core.push.paths import MISSING, lookup, split_path
 from ranvier.core.push.rules import (
@@ -40,6 +44,7 @@ from ranvier.core.push.rules import (
 JsonDict = dict[str, Any]
 
 _BODY = ("content", "body")
+_MENTIONS = ("content", "m.mentions")
 DEFAULT_NOTIFICATION_LEVEL = 50
 
 
@@ -281,6 +286,7 @@ class CompiledRule:
     kind: RuleKind
     conditions: tuple[_Condition, ...]
     actions: PushActions
+    legacy_mention: bool = False
 
 
 class CompiledRuleset:
@@ -295,6 +301,7 @@ class CompiledRuleset:
                 r.kind,
                 _rule_conditions(r),
                 PushActions.from_actions(r.actions),
+                r.default and r.rule_id in LEGACY_MENTION_RULE_IDS,
             )
             for r in rules
             if r.enabled
@@ -307,7 +314,10 @@ class CompiledRuleset:
         self, view: EventView, facts: RoomFacts, display_name: str | None = None
     ) -> CompiledRule | None:
         """The rule that decides for this event, or None."""
+        mentions = view.get(_MENTIONS) is not MISSING
         for rule in self.rules:
+            if mentions and rule.legacy_mention:
+                continue
             if all(c.matches(view, facts, display_name) for c in rule.conditions):
                 return rule
         return None

@@ -55,6 +55,11 @@ def resolve_state(
     """
     if not state_sets:
         return {}
+    # A rejected event is never state, even where every set agrees on it (such a set
+    # was poisoned upstream, e.g. by a peer's `/state_ids`): dropped before anything.
+    state_sets = [
+        {key: eid for key, eid in s.items() if eid not in rejected} for s in state_sets
+    ]
     graph = AuthGraph(lookup, rejected)
     if room_version.state_res is StateResolution.V1:
         return resolve_v1(state_sets, graph, verify_third_party_invite)

@@ -45,7 +45,11 @@ def resolve_v1(
 
     conflicted: dict[StateKey, list[Event]] = {}
     for key, ids in conflicted_ids.items():
-        events = [e for eid in sorted(ids) if (e := graph.get(eid)) is not None]
+        # Rejected events are not candidates: in v1 the lowest-depth candidate is
+        # taken first, so a rejected power-levels event of depth 0 would otherwise win.
+        events = [
+            e for eid in sorted(ids) if (e := graph.get_accepted(eid)) is not None
+        ]
         if len(events) > 1:
             conflicted[key] = events
         elif events:
@@ -84,7 +88,7 @@ def _auth_state_from_unconflicted(
             for key in auth_types_for_event(event):
                 if key in auth_state or key not in unconflicted:
                     continue
-                auth_event = graph.get(unconflicted[key])
+                auth_event = graph.get_accepted(unconflicted[key])
                 if auth_event is not None:
                     auth_state[key] = auth_event
     return auth_state

@@ -45,6 +45,10 @@ class DeviceStore(Protocol):
     async def deactivate_user(self, user_id: str) -> list[str]: ...
 
 
+class UserErasure(Protocol):
+    async def mark_user_erased(self, user_id: str) -> None: ...
+
+
 class DeviceService:
     def __init__(
         self,
@@ -52,7 +56,9 @@ class DeviceService:
         sessions: SessionService,
         hasher: PasswordHasher,
         hooks: AccountHooks,
+        erasure: UserErasure | None = None,
     ) -> None:
+        self._erasure = erasure
         self._store = store
         self._sessions = sessions
         self._hasher = hasher
@@ -83,6 +89,7 @@ class DeviceService:
             user_id, device_id, display_name
         ):
             raise not_found("Device not found.")
+        await self._hooks.devices_changed(user_id, {device_id: display_name})
 
     async def delete_devices(self, user_id: str, device_ids: Sequence[str]) -> None:
         """Delete devices and revoke their tokens (already-gone devices are fine)."""
@@ -118,6 +125,10 @@ class DeviceService:
 
     async def deactivate(self, user_id: str, *, erase: bool) -> None:
         deleted = await self._store.deactivate_user(user_id)
+        if erase and self._erasure is not None:
+            # Before the hooks: from here on the user's events are served redacted
+            # to later joiners and other servers (spec: `erase`).
+            await self._erasure.mark_user_erased(user_id)
         self._sessions.invalidate_user(user_id)
         await self._hooks.devices_removed(user_id, deleted)
         await self._hooks.deactivated(user_id, erase)

@@ -6,6 +6,7 @@ root connects listeners once the services that implement them exist, e.g.
     hooks.deactivation.append(rooms_service)      # leave all rooms, erase if asked
     hooks.profile_change.append(rooms_service)    # new m.room.member events
     hooks.devices_deleted.append(e2e_service)     # drop device keys and to-device queue
+    hooks.devices_updated.append(e2e_service)     # new login / renamed device: device lists
 
 A failing listener is logged and does not undo the account change (which has already
 happened and been reported to the user).
@@ -14,7 +15,7 @@ happened and been reported to the user).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -39,11 +40,20 @@ class DevicesDeletedListener(Protocol):
         ...
 
 
+class DevicesUpdatedListener(Protocol):
+    async def on_devices_updated(
+        self, user_id: str, devices: Mapping[str, str | None]
+    ) -> None:
+        """New devices (a login) or renamed ones: device ID -> display name."""
+        ...
+
+
 @dataclass
 class AccountHooks:
     deactivation: list[DeactivationListener] = field(default_factory=list)
     profile_change: list[ProfileChangeListener] = field(default_factory=list)
     devices_deleted: list[DevicesDeletedListener] = field(default_factory=list)
+    devices_updated: list[DevicesUpdatedListener] = field(default_factory=list)
 
     async def deactivated(self, user_id: str, erase: bool) -> None:
         for listener in self.deactivation:
@@ -67,5 +77,14 @@ class AccountHooks:
         for listener in self.devices_deleted:
             try:
                 await listener.on_devices_deleted(user_id, device_ids)
+            except Exception:
+                logger.exception("device listener %r failed for %s", listener, user_id)
+
+    async def devices_changed(
+        self, user_id: str, devices: Mapping[str, str | None]
+    ) -> None:
+        for listener in self.devices_updated:
+            try:
+                await listener.on_devices_updated(user_id, devices)
             except Exception:
                 logger.exception("device listener %r failed for %s", listener, user_id)

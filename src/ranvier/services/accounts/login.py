@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ranvier.core.errors import MatrixError, bad_json, forbidden, missing_param
+from ranvier.services.accounts.hooks import AccountHooks
 from ranvier.services.accounts.identifiers import split_user_id, user_id_of
 from ranvier.services.accounts.passwords import PasswordHasher
 from ranvier.services.accounts.sessions import IssuedLogin, SessionService
 from ranvier.services.accounts.uia import StageFailedError
-from ranvier.storage.stores.accounts import UserRow
+from ranvier.storage.stores.accounts import DeviceRow, UserRow
 from ranvier.storage.stores.registration import UiaSessionRow
 
 LOGIN_PASSWORD = "m.login.password"  # noqa: S105 - a protocol name, not a secret
@@ -26,6 +27,8 @@ _BAD_CREDENTIALS = "Invalid username or password."
 
 class UserLookup(Protocol):
     async def get_user(self, user_id: str) -> UserRow | None: ...
+
+    async def get_device(self, user_id: str, device_id: str) -> DeviceRow | None: ...
 
     async def set_password_hash(
         self, user_id: str, password_hash: str | None
@@ -75,7 +78,9 @@ class LoginService:
         users: UserLookup,
         hasher: PasswordHasher,
         sessions: SessionService,
+        hooks: AccountHooks | None = None,
     ) -> None:
+        self._hooks = hooks
         self._server_name = server_name
         self._users = users
         self._hasher = hasher
@@ -121,13 +126,23 @@ class LoginService:
             user_id = await self._token_login(req.body)
         else:
             raise MatrixError(400, "M_UNKNOWN", "Unknown login type.")
-        return await self._sessions.create_login(
+        known = (
+            req.device_id is not None
+            and await self._users.get_device(user_id, req.device_id) is not None
+        )
+        issued = await self._sessions.create_login(
             user_id,
             device_id=req.device_id,
             initial_display_name=req.initial_device_display_name,
             want_refresh=req.want_refresh,
             client_ip=req.client_ip,
         )
+        if not known and self._hooks is not None:
+            # A new device: everyone sharing a room sees it in `device_lists`.
+            await self._hooks.devices_changed(
+                user_id, {issued.device_id: req.initial_device_display_name}
+            )
+        return issued
 
     async def _password_login(self, body: Mapping[str, Any]) -> str:
         user = identifier_user(body)

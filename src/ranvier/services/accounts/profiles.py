@@ -12,7 +12,7 @@ import re
 from collections.abc import Collection
 from typing import Any, Protocol
 
-from ranvier.core.errors import MatrixError, bad_json, not_found
+from ranvier.core.errors import MatrixError, bad_json, invalid_param, not_found
 from ranvier.core.ids import InvalidIdentifierError, parse_user_id
 from ranvier.core.json import encode_json
 from ranvier.services.accounts.hooks import AccountHooks
@@ -135,7 +135,9 @@ class ProfileService:
 
     async def get_profile(self, user_id: str) -> JsonDict:
         """The whole profile of a user (other servers' users: asked over federation);
-        404 for unknown users."""
+        404 for unknown users, 400 `M_INVALID_PARAM` for what is no user ID."""
+        if not _is_user_id(user_id):
+            raise invalid_param("Invalid user ID.")
         if (
             self._remote is not None
             and not self.is_local(user_id)

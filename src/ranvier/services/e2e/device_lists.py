@@ -63,6 +63,7 @@ class DeviceChange:
     deleted: bool = False
     # The device keys as served (with cross-signing signatures merged in).
     keys: Mapping[str, Any] | None = None
+    display_name: str | None = None
 
 
 class DeviceListPublisher:
@@ -93,6 +94,7 @@ class DeviceListPublisher:
                     stream_id,
                     [] if prev is None else [prev],
                     deleted=change.deleted,
+                    display_name=change.display_name,
                     keys=change.keys,
                 )
             except Exception:

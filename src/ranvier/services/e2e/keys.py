@@ -285,7 +285,13 @@ class E2eKeysService:
             try:
                 check_device_keys(device_keys, user_id, device_id)
             except E2eKeyError as e:
-                code = "M_INVALID_SIGNATURE" if e.bad_signature else "M_INVALID_PARAM"
+                code = (
+                    "M_INVALID_SIGNATURE"
+                    if e.bad_signature
+                    else "M_BAD_JSON"
+                    if e.malformed
+                    else "M_INVALID_PARAM"
+                )
                 raise MatrixError(400, code, e.message) from None
             if await self._store.set_device_keys(user_id, device_id, device_keys, now):
                 await self._device_keys_changed(user_id, device_id)
@@ -349,6 +355,24 @@ class E2eKeysService:
         await self._store.delete_device_keys(user_id, device_ids)
         await self._publisher.devices_changed(
             user_id, [DeviceChange(d, deleted=True) for d in device_ids]
+        )
+
+    async def on_devices_updated(
+        self, user_id: str, devices: Mapping[str, str | None]
+    ) -> None:
+        """`AccountHooks.devices_updated` listener (a new login, a renamed device):
+        tell everyone sharing a room; the EDU carries the device's current keys, if
+        any, so remote caches keep them (as Synapse's `notify_device_update`)."""
+        served = await self._reader.get_device_keys(
+            {user_id: list(devices)}, None, include_display_names=False
+        )
+        per_device = served.get(user_id, {})
+        await self._publisher.devices_changed(
+            user_id,
+            [
+                DeviceChange(d, keys=per_device.get(d), display_name=name)
+                for d, name in sorted(devices.items())
+            ],
         )
 
     # -- /keys/changes -----------------------------------------------------------------------

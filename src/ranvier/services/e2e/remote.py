@@ -128,10 +128,11 @@ def failure_of(e: Exception) -> JsonDict:
     if isinstance(e, NotRetryingDestination):
         return {"status": 503, "message": "Not ready for retry"}
     if isinstance(e, FederationError) and e.status is not None:
-        return {"status": e.status, "message": e.message}
+        return {"status": e.status, "message": e.remote_message or "Remote error"}
     if isinstance(e, TimeoutError):
         return {"status": 504, "message": "Timed out"}
-    return {"status": 503, "message": str(e) or type(e).__name__}
+    # Connection failures: how exactly (addresses, exception names) stays in the logs.
+    return {"status": 503, "message": "Unable to reach the server"}
 
 
 def _valid_device_keys(keys: Any, user_id: str, device_id: str) -> bool:

@@ -69,6 +69,9 @@ class PersistedEvent:
     # Stored without a place in the DAG (auth/state events fetched over federation,
     # out-of-band invites): not in the timeline.
     outlier: bool = False
+    # A membership of a local user in a room this server is not in (invite, rejection,
+    # knock): an outlier that still moves the user's memberships, so syncs must wake.
+    out_of_band: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,7 +209,14 @@ class EventPipeline:
                 if g is not None:
                     self._state.cache_group(g)
         persisted = [
-            PersistedEvent(d.event, pos, d.rejected_reason, d.soft_failed, d.outlier)
+            PersistedEvent(
+                d.event,
+                pos,
+                d.rejected_reason,
+                d.soft_failed,
+                d.outlier,
+                out_of_band=d.out_of_band is not None,
+            )
             for d, pos in zip(drafts, positions, strict=True)
         ]
         self._notify(persisted)
@@ -296,14 +306,24 @@ class EventPipeline:
         for p in persisted:
             if p.rejected_reason is not None or p.soft_failed:
                 continue
-            if p.outlier and not (
-                p.event.type == "m.room.member" and p.event.membership == "invite"
+            if (
+                p.outlier
+                and not p.out_of_band
+                and not (
+                    p.event.type == "m.room.member" and p.event.membership == "invite"
+                )
             ):
                 continue
             try:
                 self._notifier.on_new_event(p.event, p.stream_ordering)
             except Exception:
                 logger.exception("notifier failed for %s", p.event.event_id)
+
+    async def foreign_events(self, room_id: str, event_ids: Sequence[str]) -> list[str]:
+        """Those of `event_ids` stored for a room other than `room_id` (rejected and
+        outliers included: a cited event's room is a fact, whatever its fate)."""
+        stored = await self._events.get_events(event_ids)
+        return [eid for eid, s in stored.items() if s.event.room_id != room_id]
 
     async def load_events(self, event_ids: Sequence[str]) -> dict[str, Event]:
         stored = await self._events.get_events(event_ids)
@@ -394,8 +414,18 @@ class RoomSession:
         with ours); otherwise it is derived from the prev events.
         """
         draft = _Draft(event, self._p.now(), txn_id=txn_id, device_id=device_id)
+        if await self._cites_other_rooms(event):
+            # The state after another room's event is that room's state: taking it as
+            # the state before this event would import a foreign room's power levels
+            # and members. Rejected with no state (Synapse refuses such PDUs too).
+            if local:
+                raise AuthError("prev_events include events of another room")
+            logger.info("rejecting %s: prev events in another room", event.event_id)
+            draft.rejected_reason = "prev_events include events of another room"
+            self._drafts.append(draft)
+            return
         if state_before is not None:
-            before: StateGroup | None = self._supplied_state(draft, state_before)
+            before: StateGroup | None = await self._supplied_state(draft, state_before)
         else:
             before = await self._state_before(event, draft)
         try:
@@ -411,7 +441,10 @@ class RoomSession:
             draft.rejected_reason = e.reason
         if not local and draft.rejected_reason is None:
             draft.soft_failed = await self._soft_fails(event, before)
-        self._events[event.event_id] = event
+        if draft.rejected_reason is None:
+            # A rejected event must not authorise later events of this session, nor
+            # be looked up as state: only accepted ones are kept for lookups.
+            self._events[event.event_id] = event
         self._set_state_after(event, draft, before)
         if event.type == "m.room.redaction" and draft.rejected_reason is None:
             draft.applies_redaction_to = await self._redaction_target(
@@ -421,14 +454,52 @@ class RoomSession:
         self._queued.update(g.id for g in draft.new_groups)
         await self._advance_tip(event, draft)
 
-    def _supplied_state(
+    async def _supplied_state(
         self, draft: _Draft, state: Mapping[StateKey, str]
     ) -> StateGroup:
-        result = self._p.calculator.new_group(self.room_id, self._tip.state, state)
+        accepted = await self._accepted_state(state)
+        result = self._p.calculator.new_group(self.room_id, self._tip.state, accepted)
         if result.new_group is not None:
             draft.new_groups.append(result.new_group)
         draft.before = result.group
         return result.group
+
+    async def _cites_other_rooms(self, event: Event) -> bool:
+        prevs = [p for p in event.prev_event_ids if p not in self._after]
+        if not prevs or sorted(prevs) == sorted(e for e, _ in self._tip.extremities):
+            return False  # the room's own tip (every local event): nothing to check
+        return bool(await self._p.foreign_events(self.room_id, prevs))
+
+    async def _accepted_state(
+        self, state: Mapping[StateKey, str]
+    ) -> dict[StateKey, str]:
+        """`state` without the entries no state group may hold: events we do not have,
+        rejected ones (stored, or earlier in this session), events of another room and
+        events filed under a key that is not theirs.
+
+        A state map supplied from outside (a peer's `/state_ids` at a gap) is only a
+        claim: the peer may list an event we rejected, e.g. a power-levels event it made
+        up (SyTest "Should not be able to take over the room by pretending there is no
+        PL event"). Filtering here, where every supplied state enters the room, keeps
+        rejected events out of state groups, current state and state resolution
+        whichever path supplied them. The room check matters as much: a peer can name
+        an event we store for another room, e.g. a power-levels event of a room where
+        its user is an admin.
+        """
+        found = await self.get_events(list(dict.fromkeys(state.values())))
+        accepted: dict[StateKey, str] = {}
+        for key, event_id in state.items():
+            event = found.get(event_id)
+            if (
+                event is None
+                or event.room_id != self.room_id
+                or not event.is_state()
+                or event.state_tuple != key
+            ):
+                logger.info("dropping %s from supplied state at %s", event_id, key)
+                continue
+            accepted[key] = event_id
+        return accepted
 
     # -- remote events outside the DAG (federation) --------------------------------------
     async def add_outlier(self, event: Event) -> bool:

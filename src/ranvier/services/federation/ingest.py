@@ -287,7 +287,7 @@ class RemoteEventIngester:
                 )
         if gaps.failed is not None:
             return
-        keys = await self._state_keys(remote.state_ids, gaps.outliers)
+        keys = await self._state_keys(room_id, remote.state_ids, gaps.outliers)
         after = {keys[e]: e for e in remote.state_ids if e in keys}
         if prev.is_state():
             after[prev.state_tuple] = prev.event_id
@@ -318,8 +318,10 @@ class RemoteEventIngester:
         return event
 
     async def _state_keys(
-        self, event_ids: Sequence[str], pending: Mapping[str, Event]
+        self, room_id: str, event_ids: Sequence[str], pending: Mapping[str, Event]
     ) -> dict[str, StateKey]:
+        """The state keys of those of `event_ids` that are state events of `room_id`
+        (a peer may name events we store for other rooms)."""
         out: dict[str, StateKey] = {}
         stored = await self._events.get_events(
             [e for e in event_ids if e not in pending]
@@ -328,7 +330,7 @@ class RemoteEventIngester:
             ev = pending.get(event_id)
             if ev is None and event_id in stored:
                 ev = stored[event_id].event
-            if ev is not None and ev.is_state():
+            if ev is not None and ev.room_id == room_id and ev.is_state():
                 out[event_id] = ev.state_tuple
         return out
 

@@ -1,6 +1,10 @@
 """The resident side of remote membership changes (spec: S-S API > Joining rooms,
 Leaving rooms, Knocking upon a room, Inviting to a room).
 
+* Every request is first checked against the room's server ACL (before anything else
+  about it is looked at), then the user's server. `make_join`/`make_knock` and
+  `send_join`/`send_knock` answer 404 once no local user is joined any more (Synapse:
+  "not an active room on this server").
 * `make_*` answers a template built on the room's current tip (prev events = forward
   extremities, auth events = the auth events selection over the current state), after
   checking that the membership would be allowed now; `make_join` / `make_knock`
@@ -12,9 +16,14 @@ Leaving rooms, Knocking upon a room, Inviting to a room).
   the auth rules answers 403 and stores nothing), then queues it to the other servers
   in the room. `send_join` answers the state before the join and its auth chain (full
   state, `members_omitted: false`, even when `omit_members` is asked).
-* `invite` (v2) is an invite of a LOCAL user to a room on another server: checked,
-  countersigned and stored as an out-of-band membership with its `invite_room_state`,
-  which the user's sync shows in `rooms.invite`.
+* `invite` (v2, and the deprecated v1 carrying the bare event) is an invite of a LOCAL
+  user to a room on another server: checked, countersigned and stored as an
+  out-of-band membership with its `invite_room_state`, which the user's sync shows in
+  `rooms.invite`. An invite of a user who does not exist is countersigned too (as
+  Synapse; the spec has no answer for it) but not stored.
+* The PDU's format (`PduChecker.parse`: shape, types, canonical JSON of its room
+  version) is checked before its signatures, so a malformed event answers 400
+  `M_BAD_JSON`, never a signature error.
 """
 
 from __future__ import annotations
@@ -141,7 +150,7 @@ class ResidentMembership:
     async def make_join(
         self, origin: str, room_id: str, user_id: str, supported: Sequence[str]
     ) -> JsonDict:
-        rv = await self._prepare(origin, room_id, user_id)
+        rv = await self._prepare(origin, room_id, user_id, resident=True)
         if rv.identifier not in supported:
             raise incompatible(rv.identifier)
         extra: JsonDict = {}
@@ -151,23 +160,36 @@ class ResidentMembership:
         return await self._template(room_id, rv, user_id, "join", extra)
 
     async def make_leave(self, origin: str, room_id: str, user_id: str) -> JsonDict:
-        rv = await self._prepare(origin, room_id, user_id)
+        rv = await self._prepare(origin, room_id, user_id, resident=False)
         return await self._template(room_id, rv, user_id, "leave", {})
 
     async def make_knock(
         self, origin: str, room_id: str, user_id: str, supported: Sequence[str]
     ) -> JsonDict:
-        rv = await self._prepare(origin, room_id, user_id)
+        rv = await self._prepare(origin, room_id, user_id, resident=True)
         if rv.identifier not in supported or not rv.knock_join_rule:
             raise incompatible(rv.identifier)
         return await self._template(room_id, rv, user_id, "knock", {})
 
-    async def _prepare(self, origin: str, room_id: str, user_id: str) -> RoomVersion:
+    async def _prepare(
+        self, origin: str, room_id: str, user_id: str, *, resident: bool
+    ) -> RoomVersion:
+        """The room is known and the origin passes its ACL (checked before anything
+        else about the request, spec: Server Access Control Lists); the user is the
+        origin's; `resident`: a local user is still joined (else 404, as Synapse: a
+        room everyone here left is not one we can let anybody into)."""
         rv = await self._access.room_version(room_id)
+        await self._access.check_acl(room_id, origin)
         if _domain(user_id) != origin:
             raise forbidden("The user is not from the requesting server.")
-        await self._access.check_acl(room_id, origin)
+        if resident:
+            await self._check_resident(room_id)
         return rv
+
+    async def _check_resident(self, room_id: str) -> None:
+        joined = await self._memberships.get_joined_user_ids(room_id)
+        if not any(_domain(u) == self._server_name for u in joined):
+            raise not_found("This server is no longer in the room.")
 
     async def _template(
         self, room_id: str, rv: RoomVersion, user_id: str, membership: str,
@@ -335,6 +357,8 @@ class ResidentMembership:
     ) -> Event:
         rv = await self._access.room_version(room_id)
         await self._access.check_acl(room_id, origin)
+        if membership in ("join", "knock"):
+            await self._check_resident(room_id)
         event = await self._receive(origin, room_id, event_id, pdu, rv, membership)
         known = await self._events.get_event(event.event_id)
         if known is not None:
@@ -399,6 +423,10 @@ class ResidentMembership:
     async def invite(
         self, origin: str, room_id: str, event_id: str, body: Any
     ) -> JsonDict:
+        """v2: `{room_version, event, invite_room_state}`."""
+        known_rv = await self._access.room_version_or_none(room_id)
+        if known_rv is not None:
+            await self._access.check_acl(room_id, origin)
         if not isinstance(body, dict) or not isinstance(body.get("event"), dict):
             raise bad_json("Missing 'event'.")
         version_id = body.get("room_version")
@@ -407,15 +435,46 @@ class ResidentMembership:
         )
         if rv is None:
             raise incompatible(str(version_id))
+        if known_rv is not None and known_rv.identifier != rv.identifier:
+            raise bad_json("Wrong room version for this room.")
+        return await self._invite(
+            origin, room_id, event_id, body["event"], rv, body.get("invite_room_state")
+        )
+
+    async def invite_v1(
+        self, origin: str, room_id: str, event_id: str, pdu: Any
+    ) -> JsonDict:
+        """v1 (deprecated): the bare invite event, its stripped state in `unsigned`.
+        Without a room version in the request, the room's own (when known here) or v1
+        is assumed: v1 invites only exist for the v1/v2 event format, and the two
+        versions differ only in state resolution, which an invite does not use."""
         known_rv = await self._access.room_version_or_none(room_id)
         if known_rv is not None:
-            if known_rv.identifier != rv.identifier:
-                raise bad_json("Wrong room version for this room.")
             await self._access.check_acl(room_id, origin)
-        event = self._parse(body["event"], rv, room_id, event_id)
+        if not isinstance(pdu, dict):
+            raise bad_json("The invite is not an event.")
+        rv = known_rv or KNOWN_ROOM_VERSIONS["1"]
+        unsigned = pdu.get("unsigned")
+        room_state = (
+            unsigned.get("invite_room_state") if isinstance(unsigned, dict) else None
+        )
+        return await self._invite(origin, room_id, event_id, pdu, rv, room_state)
+
+    async def _invite(
+        self, origin: str, room_id: str, event_id: str, pdu: Any, rv: RoomVersion,
+        room_state: Any,
+    ) -> JsonDict:  # fmt: skip
+        event = self._parse(pdu, rv, room_id, event_id)
         await self._check_invite(origin, room_id, event)
         signed = sign_event(await self._verify(event), self._server_name, self._key)
-        await self._store_invite(room_id, rv, signed, body.get("invite_room_state"))
+        if await self._users.get_user(event.state_key or "") is None:
+            # Accepted as Synapse does (the spec has no "unknown user" answer), but
+            # nothing is stored for a user who does not exist.
+            logger.info(
+                "invite of unknown %s to %s not stored", event.state_key, room_id
+            )
+        else:
+            await self._store_invite(room_id, rv, signed, room_state)
         return {"event": federation_pdu(signed)}
 
     async def _check_invite(self, origin: str, room_id: str, event: Event) -> None:
@@ -426,8 +485,6 @@ class ResidentMembership:
             raise bad_json("The invite is not for a user of this server.")
         if _domain(event.sender) != origin:
             raise forbidden("The invite is not from the requesting server.")
-        if await self._users.get_user(target) is None:
-            raise not_found("Unknown user.")
         row = await self._memberships.get_membership(room_id, target)
         if row is not None and row.membership in ("join", "ban"):
             raise forbidden(f"The user's membership is {row.membership}.")

@@ -3,8 +3,9 @@ sender's persisted per-destination queues (spec: S-S API > Transactions; PDUs; E
 
 * `RoomPduForwarder` is a `RoomEventNotifier` (the ingest pipeline's notify seam): every
   accepted event created on this server is queued to every *other* server with a joined
-  member in the room, plus, for membership events, the target user's server (so a kicked,
-  banned or uninvited user's server learns about it). The notifier is synchronous and
+  member in the room, plus, for membership events other than invites, the target user's
+  server (so a kicked, banned or uninvited user's server learns about it; an invite
+  reaches the invitee's server through `/invite` instead). The notifier is synchronous and
   must not block; the forwarder hands events to one supervised worker that computes the
   destinations and enqueues them in order. The events-stream position handed over is
   saved, and a restart first queues the local events after it (none is lost between
@@ -82,8 +83,16 @@ class RoomServers:
         return await self.get_joined_servers(room_id) - {self._server_name}
 
     async def get_destinations_for_event(self, event: Event) -> set[str]:
+        """The servers with a joined member, plus the target's server for a membership
+        change (a kick or ban must reach it) - except invites: the invitee's server got
+        the invite through `/invite` (spec: Inviting to a room), and a server whose
+        only member is invited is not in the room."""
         servers = await self.get_joined_servers(event.room_id)
-        if event.type == "m.room.member" and event.state_key:
+        if (
+            event.type == "m.room.member"
+            and event.state_key
+            and event.content.get("membership") != "invite"
+        ):
             target = _domain(event.state_key)
             if target is not None:
                 servers.add(target)

@@ -88,7 +88,9 @@ class PduChecker:
         except EventFormatError as e:
             return PduRejected(_event_id_hint(pdu, room_version), f"invalid event: {e}")
         except (ValueError, TypeError, KeyError) as e:
-            return PduRejected(_event_id_hint(pdu, room_version), f"invalid event: {e}")
+            # Not one of our format errors: its text is Python's, not for peers.
+            logger.info("malformed PDU: %s: %s", type(e).__name__, e)
+            return PduRejected(_event_id_hint(pdu, room_version), "invalid event")
 
     async def check_events(
         self, events: Sequence[Event]

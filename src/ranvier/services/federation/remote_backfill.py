@@ -9,8 +9,12 @@ retrieving missing events, `GET /backfill`).
 3. Auth events we lack are fetched (`/event_auth`), checked and stored as outliers.
 4. Oldest first, each event gets the state before it: from its prev events when we know
    their state, otherwise from the server (`/state_ids` at the event, then the events we
-   lack). It must pass the auth rules against its auth events and that state; failing
-   events are stored as rejected (never served).
+   lack) - or, when that server cannot say, from the other servers in the room in turn.
+   It must pass the auth rules against its auth events and that state; failing events
+   are stored as rejected (never served). An event whose state no server gives (and any
+   event of the batch citing it) is stored as an outlier, not dropped with the whole
+   batch: the rest of the batch is kept, and a later backfill from the same backward
+   extremities picks the outlier up again and computes its state then.
 5. Events are stored with negative stream positions (`BackfillStore`): in the timeline by
    depth, never seen by sync as new, and without touching the current state.
 
@@ -50,7 +54,17 @@ logger = logging.getLogger(__name__)
 __all__ = ["RoomBackfiller"]
 
 MAX_BACKFILL: Final = 100
+# Events asked for per request, whatever the client's page size (Synapse asks for 100):
+# a batch reaching back to events whose state we know needs no `/state_ids` at all.
+MIN_BACKFILL_REQUEST: Final = 50
 BACKFILL_TIMEOUT_SECONDS: Final = 30.0
+# Remote state lookups that may fail (on every server) before the rest of a batch that
+# needs one is kept as outliers without asking again.
+MAX_STATE_FAILURES: Final = 3
+
+
+class _StateUnavailable(Exception):
+    """No server in the room told us the state before this event."""
 
 
 class BackfillRequests(Protocol):
@@ -109,6 +123,11 @@ class _Batch:
     known: dict[str, Event] = field(default_factory=dict)
     after: dict[str, StateGroup] = field(default_factory=dict)
     items: list[EventToPersist] = field(default_factory=list)
+    # Who to ask for the state before an event: `server` first, then the others.
+    state_servers: list[str] = field(default_factory=list)
+    state_failures: int = 0
+    # Events kept as outliers: no state known before them (yet).
+    deferred: dict[str, Event] = field(default_factory=dict)
 
 
 class RoomBackfiller:
@@ -126,6 +145,7 @@ class RoomBackfiller:
         rooms: RoomVersions,
         servers: OtherServers,
         clock: Clock,
+        min_request: int = MIN_BACKFILL_REQUEST,
     ) -> None:
         self._client = client
         self._remote = remote
@@ -138,6 +158,7 @@ class RoomBackfiller:
         self._rooms = rooms
         self._servers = servers
         self._clock = clock
+        self._min_request = min_request
         self._locks = KeyedLock()
 
     async def backfill(self, room_id: str, limit: int) -> bool:
@@ -147,11 +168,12 @@ class RoomBackfiller:
             extremities = await self._store.get_backward_extremities(room_id)
             if rv is None or not extremities:
                 return False
-            limit = max(1, min(limit, MAX_BACKFILL))
-            for server in sorted(await self._servers.get_other_servers(room_id)):
+            limit = max(1, min(max(limit, self._min_request), MAX_BACKFILL))
+            servers = sorted(await self._servers.get_other_servers(room_id))
+            for server in servers:
                 try:
                     stored = await self._backfill_from(
-                        server, room_id, rv, extremities, limit
+                        servers, server, room_id, rv, extremities, limit
                     )
                 except (FederationError, MissingStateError) as e:
                     logger.info("backfilling %s from %s failed: %s", room_id, server, e)
@@ -161,8 +183,8 @@ class RoomBackfiller:
             return False
 
     async def _backfill_from(
-        self, server: str, room_id: str, rv: RoomVersion, extremities: list[str],
-        limit: int,
+        self, servers: list[str], server: str, room_id: str, rv: RoomVersion,
+        extremities: list[str], limit: int,
     ) -> bool:  # fmt: skip
         path = federation_path("/_matrix/federation/v1/backfill/{}", room_id)
         answer = await self._client.get_json(
@@ -185,15 +207,26 @@ class RoomBackfiller:
             return False
         batch = _Batch(room_id, rv, server)
         batch.pending = fresh
+        batch.state_servers = [server, *(s for s in servers if s != server)]
         await self._ensure_auth_events(batch)
         for event in order_by_prev(fresh.values()):
             await self._add(batch, event)
-        replaced = await self._store.persist_backfilled(room_id, batch.items)
-        self._events.forget_cached(replaced)
+        if batch.items:
+            replaced = await self._store.persist_backfilled(room_id, batch.items)
+            self._events.forget_cached(replaced)
+        await self._keep_deferred(batch, stored.keys())
         logger.info(
-            "backfilled %d events of %s from %s", len(batch.items), room_id, server
-        )
+            "backfilled %d events of %s from %s (%d without state yet)",
+            len(batch.items), room_id, server, len(batch.deferred),
+        )  # fmt: skip
         return bool(batch.items)
+
+    async def _keep_deferred(self, batch: _Batch, stored: Collection[str]) -> None:
+        new = [e for eid, e in batch.deferred.items() if eid not in stored]
+        if new:
+            await self._outliers.add_outliers(
+                batch.room_id, batch.rv, order_by_auth(new)
+            )
 
     async def _check(
         self, room_id: str, rv: RoomVersion, pdus: Sequence[Any]
@@ -240,8 +273,28 @@ class RoomBackfiller:
 
     # -- one event -------------------------------------------------------------------------------
     async def _add(self, batch: _Batch, event: Event) -> None:
+        if await self._cites_other_rooms(batch, event):
+            # The state after another room's event is that room's state (see
+            # RoomSession.add_event): rejected, with no state of its own.
+            logger.info("rejecting backfilled %s: prev events in another room",
+                        event.event_id)  # fmt: skip
+            batch.items.append(
+                EventToPersist(
+                    event=event,
+                    stream_ordering=self._store.allocate_position(),
+                    received_ts=self._clock.time_msec(),
+                    rejected_reason="prev_events include events of another room",
+                )
+            )
+            return
         new_groups: list[NewStateGroup] = []
-        before = await self._state_before(batch, event, new_groups)
+        try:
+            if any(a in batch.deferred for a in event.auth_event_ids):
+                raise _StateUnavailable(event.event_id)  # its auth is not checked yet
+            before = await self._state_before(batch, event, new_groups)
+        except _StateUnavailable:
+            batch.deferred[event.event_id] = event
+            return
         need = [
             before.state[k]
             for k in auth_types_for_event(event)
@@ -278,6 +331,11 @@ class RoomBackfiller:
             )
         )
 
+    async def _cites_other_rooms(self, batch: _Batch, event: Event) -> bool:
+        prevs = [p for p in event.prev_event_ids if p not in batch.pending]
+        stored = await self._events.get_events(prevs)
+        return any(s.event.room_id != batch.room_id for s in stored.values())
+
     async def _state_before(
         self, batch: _Batch, event: Event, new_groups: list[NewStateGroup]
     ) -> StateGroup:
@@ -298,17 +356,32 @@ class RoomBackfiller:
     async def _remote_state_before(
         self, batch: _Batch, event: Event
     ) -> dict[StateKey, str]:
-        """The state before `event` as the server has it; events we lack are fetched,
+        """The state before `event` from the first server in the room that answers
+        (the one we backfill from first); `_StateUnavailable` when none does."""
+        if batch.state_failures >= MAX_STATE_FAILURES:
+            raise _StateUnavailable(event.event_id)
+        for server in batch.state_servers:
+            try:
+                return await self._state_from(batch, server, event)
+            except FederationError as e:
+                logger.info(
+                    "state before %s from %s failed: %s", event.event_id, server, e
+                )
+        batch.state_failures += 1
+        raise _StateUnavailable(event.event_id)
+
+    async def _state_from(
+        self, batch: _Batch, server: str, event: Event
+    ) -> dict[StateKey, str]:
+        """The state before `event` as `server` has it; events we lack are fetched,
         checked and stored as outliers (one that fails its checks is left out)."""
-        remote = await self._remote.get_state_ids(
-            batch.server, batch.room_id, event.event_id
-        )
+        remote = await self._remote.get_state_ids(server, batch.room_id, event.event_id)
         have = await self._usable(remote.state_ids)
         have.update({e: batch.known[e] for e in remote.state_ids if e in batch.known})
         missing = [e for e in remote.state_ids if e not in have]
         if missing:
             pdus, chain = await self._remote.get_state(
-                batch.server, batch.room_id, event.event_id
+                server, batch.room_id, event.event_id
             )
             fetched = await self._check(batch.room_id, batch.rv, [*pdus, *chain])
             stored = await self._events.get_events(list(fetched))
@@ -319,7 +392,12 @@ class RoomBackfiller:
             usable = {eid: e for eid, e in fetched.items() if eid not in rejected}
             have.update({e: usable[e] for e in missing if e in usable})
             batch.known.update(usable)
-        return {ev.state_tuple: eid for eid, ev in have.items() if ev.is_state()}
+        # The server may name events we store for another room: never this room's state.
+        return {
+            ev.state_tuple: eid
+            for eid, ev in have.items()
+            if ev.is_state() and ev.room_id == batch.room_id
+        }
 
     def _check_auth(self, batch: _Batch, event: Event, before: StateGroup) -> None:
         """Auth against the event's own auth events, then against the state before it."""

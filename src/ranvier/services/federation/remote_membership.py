@@ -9,6 +9,10 @@ Rooms, Knocking, Inviting, Leaving).
   persist the join through the ingest pipeline with the returned state as the state
   before it. A restricted join comes back countersigned by the authorising server: that
   version (its signature checked) is the one kept.
+* `send_join`, `send_leave` and `invite` fall back to their deprecated v1 endpoints
+  (answer `[200, {...}]`) when the server does not know v2 (404 / 400 `M_UNRECOGNIZED`,
+  or a bare 404, as Synapse); v1 `invite` only for room versions 1-2. `send_knock`
+  only ever had v1.
 * leave / knock: `make_leave`+`v2/send_leave`, `make_knock`+`v1/send_knock`; when we are
   not in the room (rejecting a remote invite, knocking) the result is stored as an
   out-of-band membership, so the user's sync shows it.
@@ -94,8 +98,20 @@ class EventSigner(Protocol):
     ) -> Event: ...
 
 
+class CurrentMembership(Protocol):
+    @property
+    def membership(self) -> str: ...
+
+    @property
+    def event_id(self) -> str: ...
+
+
 class KnownRooms(Protocol):
     async def get_room_version(self, room_id: str) -> RoomVersion | None: ...
+
+    async def get_membership(
+        self, room_id: str, user_id: str
+    ) -> CurrentMembership | None: ...
 
 
 class StoredEvents(Protocol):
@@ -119,15 +135,26 @@ def candidate_servers(servers: Iterable[str], own: str) -> list[str]:
 
 
 def _remote_error(errors: Sequence[Exception], what: str) -> MatrixError:
-    """The error a client sees once every candidate server failed."""
+    """The error a client sees once every candidate server failed: a remote's 4xx
+    Matrix error passes through (its own words); anything else is a plain 502 - the
+    details (addresses, exception names, backoff times) are logged, never answered."""
     for e in reversed(errors):
         if isinstance(e, FederationError) and e.status and 400 <= e.status < 500:
-            return MatrixError(e.status, e.errcode or "M_UNKNOWN", e.message)
+            message = e.remote_message or f"The remote server refused to {what}."
+            return MatrixError(e.status, e.errcode or "M_UNKNOWN", message)
     if not errors:
         return MatrixError(404, "M_NOT_FOUND", f"No known servers to {what} through.")
     return MatrixError(
-        502, "M_UNKNOWN", f"Failed to {what} over federation: {errors[-1]}"
+        502, "M_UNKNOWN", f"Failed to {what} over federation: no server could be used."
     )
+
+
+def _unwrap_v1(answer: Any) -> Any:
+    """v1 `send_join`/`send_leave`/`invite` answer `[200, {...}]` (a historical Synapse
+    bug the spec kept for these endpoints); the body is the second element."""
+    if isinstance(answer, list) and len(answer) == 2 and answer[0] == 200:
+        return answer[1]
+    return answer
 
 
 class RemoteMembershipService:
@@ -174,6 +201,28 @@ class RemoteMembershipService:
         if rv is None:
             raise RemoteProtocolError(f"{server}: unsupported room version {version!r}")
         return _Template(server, rv, answer["event"])
+
+    async def _put_membership(
+        self, server: str, kind: str, room_id: str, event: Event,
+        body_v2: Any, body_v1: Any | None = None,
+    ) -> Any:  # fmt: skip
+        """`PUT /v2/{kind}/…`, falling back to the deprecated `/v1/{kind}/…` when the
+        server does not know the v2 endpoint (as Synapse: `is_unknown_endpoint_answer`).
+        `body_v1`: the v1 body when it differs (invites); the answer is unwrapped."""
+        v2 = federation_path(
+            f"/_matrix/federation/v2/{kind}/{{}}/{{}}", room_id, event.event_id
+        )
+        try:
+            return await self._client.put_json(server, v2, body_v2)
+        except FederationError as e:
+            if not e.unknown_endpoint:
+                raise
+            logger.info("%s does not serve v2 %s: trying v1", server, kind)
+        v1 = federation_path(
+            f"/_matrix/federation/v1/{kind}/{{}}/{{}}", room_id, event.event_id
+        )
+        body = body_v2 if body_v1 is None else body_v1
+        return _unwrap_v1(await self._client.put_json(server, v1, body))
 
     def _complete(
         self, template: _Template, room_id: str, user_id: str, membership: str,
@@ -237,10 +286,9 @@ class RemoteMembershipService:
         template = await self._make("join", server, room_id, user_id)
         rv = template.room_version
         event = self._complete(template, room_id, user_id, "join", content)
-        path = federation_path(
-            "/_matrix/federation/v2/send_join/{}/{}", room_id, event.event_id
+        answer = await self._put_membership(
+            server, "send_join", room_id, event, event.data
         )
-        answer = await self._client.put_json(server, path, event.data)
         if not isinstance(answer, dict):
             raise RemoteProtocolError(f"{server}: send_join answer is not an object")
         event = await self._countersigned(server, event, answer.get("event"))
@@ -254,9 +302,39 @@ class RemoteMembershipService:
         }
         if ("m.room.create", "") not in state_ids:
             raise RemoteProtocolError(f"{server}: send_join state has no create event")
+        if content.get("kind") == "guest":
+            await self._check_guest_access(server, room_id, user_id, checked, state_ids)
         await self._persist_join(room_id, rv, event, checked, state_ids)
         logger.info("%s joined %s via %s", user_id, room_id, server)
         return event.event_id
+
+    async def _check_guest_access(
+        self,
+        server: str,
+        room_id: str,
+        user_id: str,
+        checked: Mapping[str, Event],
+        state_ids: Mapping[StateKey, str],
+    ) -> None:
+        """Guests are a local notion the resident does not check: the room's
+        `m.room.guest_access` is only known from the `send_join` state. If it is not
+        `can_join`, our join is withdrawn again (best effort) and refused."""
+        access_id = state_ids.get(("m.room.guest_access", ""))
+        access = checked.get(access_id) if access_id is not None else None
+        if access is not None and access.content.get("guest_access") == "can_join":
+            return
+        try:
+            template = await self._make("leave", server, room_id, user_id)
+            leave = self._complete(template, room_id, user_id, "leave", {})
+            path = federation_path(
+                "/_matrix/federation/v2/send_leave/{}/{}", room_id, leave.event_id
+            )
+            await self._client.put_json(server, path, leave.data)
+        except (FederationError, RemoteProtocolError) as e:
+            logger.info("withdrawing guest join to %s failed: %s", room_id, e)
+        raise MatrixError(
+            403, "M_FORBIDDEN", "Guest access is not allowed in this room."
+        )
 
     async def _countersigned(self, server: str, ours: Event, returned: Any) -> Event:
         """The resident's copy of our join (restricted rooms: it adds the authorising
@@ -332,17 +410,56 @@ class RemoteMembershipService:
             try:
                 template = await self._make("leave", server, room_id, user_id)
                 event = self._complete(template, room_id, user_id, "leave", content)
-                path = federation_path(
-                    "/_matrix/federation/v2/send_leave/{}/{}", room_id, event.event_id
+                await self._put_membership(
+                    server, "send_leave", room_id, event, event.data
                 )
-                await self._client.put_json(server, path, event.data)
             except (FederationError, RemoteProtocolError) as e:
                 logger.info("leaving %s via %s failed: %s", room_id, server, e)
                 errors.append(e)
                 continue
             await self._persist_out_of_band(event)
             return event.event_id
+        local = await self._local_out_of_band_leave(user_id, room_id, content)
+        if local is not None:
+            return local
         raise _remote_error(errors, "leave the room")
+
+    async def _local_out_of_band_leave(
+        self, user_id: str, room_id: str, content: JsonDict
+    ) -> str | None:
+        """No resident server took the rejection (down, gone, refusing): like Synapse,
+        store a leave of our own on top of the invite (or knock), so it disappears
+        for the user. Nobody else learns of it; None without such a membership."""
+        membership = await self._rooms.get_membership(room_id, user_id)
+        if membership is None or membership.membership not in ("invite", "knock"):
+            return None
+        stored = (await self._events.get_events([membership.event_id])).get(
+            membership.event_id
+        )
+        if stored is None:
+            return None
+        invite: Event = stored.event
+        rv = invite.room_version
+        pdu: JsonDict = {
+            "type": MEMBER,
+            "room_id": room_id,
+            "sender": user_id,
+            "state_key": user_id,
+            "content": {**content, "membership": "leave"},
+            "depth": invite.depth + 1,
+            "prev_events": [invite.event_id],
+            "auth_events": [invite.event_id],
+            "origin_server_ts": self._clock.time_msec(),
+        }
+        if rv.event_format is EventFormat.V1:
+            pdu["event_id"] = f"${self._random_id()}:{self._server_name}"
+            pdu["origin"] = self._server_name
+            pdu["prev_events"] = [[invite.event_id, {}]]
+            pdu["auth_events"] = [[invite.event_id, {}]]
+        event = self._signer.finalize(pdu, rv)
+        await self._persist_out_of_band(event)
+        logger.info("%s left %s out of band (no server reachable)", user_id, room_id)
+        return event.event_id
 
     async def knock(
         self, user_id: str, room_id: str, servers: Sequence[str], content: JsonDict
@@ -434,17 +551,31 @@ class RemoteMembershipService:
             server = domain_of(target)
         except InvalidIdentifierError:
             raise MatrixError(400, "M_INVALID_PARAM", "Invalid user ID.") from None
-        path = federation_path(
-            "/_matrix/federation/v2/invite/{}/{}", event.room_id, event.event_id
-        )
         body = {
             "room_version": event.room_version.identifier,
             "event": event.data,
             "invite_room_state": stripped,
         }
+        # v1 carries the bare event, its stripped state in `unsigned`; it only
+        # exists for room versions 1 and 2 (their event format), as in Synapse.
+        body_v1 = None
+        if event.room_version.event_format is EventFormat.V1:
+            body_v1 = {
+                **event.data,
+                "unsigned": {**event.unsigned, "invite_room_state": stripped},
+            }
         try:
-            answer = await self._client.put_json(server, path, body)
+            if body_v1 is None:
+                path = federation_path(
+                    "/_matrix/federation/v2/invite/{}/{}", event.room_id, event.event_id
+                )
+                answer = await self._client.put_json(server, path, body)
+            else:
+                answer = await self._put_membership(
+                    server, "invite", event.room_id, event, body, body_v1
+                )
         except FederationError as e:
+            logger.info("inviting %s via %s failed: %s", target, server, e)
             raise _remote_error([e], "invite the user") from None
         returned = answer.get("event") if isinstance(answer, dict) else None
         parsed = (

@@ -4,7 +4,9 @@ for information; Public Room Directory):
 * a remote room alias -> room ID and servers (`GET /query/directory`);
 * a remote user's profile (`GET /query/profile`);
 * another server's public room list (`GET`/`POST /publicRooms`), for the client's
-  `server=` parameter.
+  `server=` parameter;
+* a room this server has no copy of, in a space hierarchy (`GET /hierarchy/{roomId}`),
+  asked of the `via` servers in turn until one answers.
 
 Answers are checked for shape before they reach the client; a remote 404 becomes ours,
 anything else a 502 (the other server failed, not the client).
@@ -13,12 +15,12 @@ anything else a 502 (the other server failed, not the client).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final, Protocol
 
 from ranvier.core.errors import MatrixError
 from ranvier.core.ids import InvalidIdentifierError, domain_of, parse_room_alias
-from ranvier.federation.client import QueryArgs
+from ranvier.federation.client import QueryArgs, federation_path
 from ranvier.federation.errors import FederationError
 
 logger = logging.getLogger(__name__)
@@ -40,11 +42,19 @@ class QueryRequests(Protocol):
 
 
 def _client_error(e: FederationError, what: str) -> MatrixError:
+    """A remote's 4xx passes through in its own words; anything else (unreachable,
+    backing off, 5xx, a reply we refused) is a plain 502 naming the server - how it
+    failed is logged, not answered (no addresses, exception names or retry times)."""
     if e.status == 404:
         return MatrixError(404, e.errcode or "M_NOT_FOUND", f"{what} not found.")
     if e.status is not None and 400 <= e.status < 500 and e.errcode:
-        return MatrixError(e.status, e.errcode, e.message)
-    return MatrixError(502, "M_UNKNOWN", f"Could not ask {e.destination}: {e.message}")
+        return MatrixError(
+            e.status, e.errcode, e.remote_message or f"{e.destination} refused."
+        )
+    logger.info("query to %s failed: %s", e.destination, e)
+    return MatrixError(
+        502, "M_UNKNOWN", f"Could not get an answer from {e.destination}."
+    )
 
 
 class RemoteQueries:
@@ -146,6 +156,26 @@ class RemoteQueries:
         if not isinstance(doc, dict) or not isinstance(doc.get("chunk"), list):
             raise MatrixError(502, "M_UNKNOWN", f"{server} sent a malformed room list.")
         return _clean_room_list(doc)
+
+    async def get_remote_hierarchy(
+        self, room_id: str, via: Sequence[str], *, suggested_only: bool
+    ) -> JsonDict | None:
+        """The first answer of the `via` servers (never ourselves), or None."""
+        path = federation_path("/_matrix/federation/v1/hierarchy/{}", room_id)
+        args = {"suggested_only": "true" if suggested_only else "false"}
+        for server in dict.fromkeys(via):
+            if server == self._server_name:
+                continue
+            try:
+                doc = await self._client.get_json(
+                    server, path, args=args, request_timeout=QUERY_TIMEOUT_SECONDS
+                )
+            except FederationError as e:
+                logger.info("hierarchy of %s from %s: %s", room_id, server, e.message)
+                continue
+            if isinstance(doc, dict) and isinstance(doc.get("room"), dict):
+                return doc
+        return None
 
 
 def _clean_room_list(doc: Mapping[str, Any]) -> JsonDict:

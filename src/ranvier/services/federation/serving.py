@@ -5,7 +5,8 @@ Every request is for a room this server knows, from a server that passes the roo
 and has a joined user in the room (or the room is world-readable): else 404 / 403.
 Events are served as PDUs; those the requesting server may not see under the history
 visibility at the event (`is_event_visible_to_server`) are served *redacted*, so its
-DAG keeps no holes (as Synapse). Rejected events are never served; outliers are served
+DAG keeps no holes (as Synapse). So are all events of erased users (deactivated with
+`erase`; Synapse's `filter_events_for_server`). Rejected events are never served; outliers are served
 by `/event` and in auth chains, never in timelines.
 
 State (`/state`, `/state_ids`) is the state *before* the event, which is what the
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
 
 from ranvier.core.errors import not_found
 from ranvier.core.events.event import StateKey
@@ -47,6 +48,10 @@ def _domain(user_id: str) -> str | None:
         return None
 
 
+class ErasedUsers(Protocol):
+    async def get_erased_users(self, user_ids: Iterable[str]) -> set[str]: ...
+
+
 class HistoryService:
     def __init__(
         self,
@@ -56,7 +61,9 @@ class HistoryService:
         events: EventStore,
         state: StateStore,
         clock: Clock,
+        erasure: ErasedUsers | None = None,
     ) -> None:
+        self._erasure = erasure
         self._server_name = server_name
         self._access = access
         self._events = events
@@ -179,7 +186,11 @@ class HistoryService:
             raise not_found("No state known at this event.")
         state_ids = sorted(set(state.values()))
         chain = await self.get_auth_chain_ids(stored.event.room_version, state_ids)
-        return state_ids, sorted(chain)
+        # State groups written before rejected events were filtered out of supplied
+        # state may still name one: never vouch for a rejected event to another server.
+        stored_ids = await self._events.get_events([*state_ids, *chain])
+        ok = {e for e, s in stored_ids.items() if s.rejected_reason is None}
+        return [e for e in state_ids if e in ok], sorted(chain & ok)
 
     async def get_state_ids(self, origin: str, room_id: str, event_id: str) -> JsonDict:
         state_ids, chain = await self._state_before(origin, room_id, event_id)
@@ -250,12 +261,17 @@ class HistoryService:
         groups = await self._state.get_state_groups_for_events(
             [e.event_id for e in events]
         )
+        erased = (
+            await self._erasure.get_erased_users({e.event.sender for e in events})
+            if self._erasure is not None and events
+            else set()
+        )
         verdicts: dict[int, bool] = {}
         out: list[JsonDict] = []
         for stored in events:
             g = groups.get(stored.event_id)
-            visible = True
-            if g is not None:
+            visible = stored.event.sender not in erased
+            if visible and g is not None:
                 if g.after not in verdicts:
                     verdicts[g.after] = await self._group_visible(origin, g.after)
                 visible = verdicts[g.after]

@@ -3,8 +3,8 @@ of a federation media response), with the SSRF protections of federation.
 
 Every hop's host is checked against the IP-range policy before we connect (so a refused
 destination is reported as such), and the connector enforces the same policy again on
-the address actually connected to, after DNS (`BlocklistingResolver`,
-`guarded_socket_factory`): a name re-resolving to an internal address between the two
+the address actually connected to, after DNS (`guarded_connector`, shared with
+federation and push): a name re-resolving to an internal address between the two
 checks (DNS rebinding) is still refused. Redirects are followed by hand, each hop
 checked. Bodies are capped after decompression and the whole fetch has one deadline.
 """
@@ -21,9 +21,8 @@ from yarl import URL
 from ranvier.federation.dns import DnsResolver
 from ranvier.federation.ip_filter import IpRangeFilter, parse_ip
 from ranvier.federation.transport import (
-    BlocklistingResolver,
     TransportError,
-    guarded_socket_factory,
+    guarded_connector,
     read_capped,
     response_headers,
 )
@@ -73,12 +72,7 @@ class WebFetcher:
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None:
-            connector = aiohttp.TCPConnector(
-                resolver=BlocklistingResolver(self._dns, self._filter),
-                socket_factory=guarded_socket_factory(self._filter),
-                use_dns_cache=False,
-                limit=50,
-            )
+            connector = guarded_connector(self._dns, self._filter, limit=50)
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 headers={"User-Agent": self._user_agent},

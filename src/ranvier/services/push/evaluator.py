@@ -119,6 +119,12 @@ def thread_relation(content: Mapping[str, Any]) -> tuple[str | None, str | None]
     return None, target
 
 
+class IgnoringUsers(Protocol):
+    async def get_users_ignoring(
+        self, sender: str, user_ids: Iterable[str]
+    ) -> set[str]: ...
+
+
 class PushEvaluator:
     def __init__(
         self,
@@ -134,7 +140,9 @@ class PushEvaluator:
         room_cache_size: int = 5_000,
         log: EvaluationLog | None = None,
         current_position: Callable[[], int] | None = None,
+        ignored: IgnoringUsers | None = None,
     ) -> None:
+        self._ignored = ignored
         self._suffix = ":" + server_name
         self._store = store
         self._rules = rules
@@ -347,6 +355,15 @@ class PushEvaluator:
             and target not in recipients
         ):
             recipients.append(target)
+        if (
+            recipients
+            and self._ignored is not None
+            and (not event.is_state() or event.membership == "invite")
+        ):
+            # Spec: no pushes for events (or invites) from ignored users. Other
+            # state events still count, as in Synapse.
+            ignoring = await self._ignored.get_users_ignoring(event.sender, recipients)
+            recipients = [u for u in recipients if u not in ignoring]
         if not recipients:
             return []
         compiled = await self._rules.get_compiled(recipients)

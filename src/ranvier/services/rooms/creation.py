@@ -4,10 +4,18 @@ Every event of a new room (create, creator's join, power levels, alias, preset, 
 state, name, topic, invites) is built and checked in one pipeline session and persisted
 in ONE transaction together with the room's row and its alias: a failing event (say an
 `initial_state` the auth rules refuse) leaves nothing behind.
+
+Users of other servers in `invite` (how clients start a DM across servers) cannot be
+invited inside that transaction: their server must countersign the invite. They count
+as invitees for the presets (`trusted_private_chat` power levels), and once the room is
+committed each is invited over federation (`RemoteInviter`, the outbound invite path);
+a remote server that refuses or is down is logged and does not undo the room (the
+creator can invite again).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -30,7 +38,14 @@ from ranvier.services.rooms.aliases import AliasLookup, validate_alias_localpart
 from ranvier.storage.stores.event_rows import AliasTakenError, NewRoom
 from ranvier.util.clock import Clock
 
-__all__ = ["CreateRoomRequest", "MemberProfiles", "RoomCreationService"]
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "CreateRoomRequest",
+    "MemberProfiles",
+    "RemoteInviter",
+    "RoomCreationService",
+]
 
 JsonDict = dict[str, Any]
 
@@ -39,6 +54,14 @@ _MAX_CREATE_ATTEMPTS = 20
 
 class KnownRooms(Protocol):
     async def get_room_version(self, room_id: str) -> RoomVersion | None: ...
+
+
+class RemoteInviter(Protocol):
+    async def invite(
+        self, sender: str, room_id: str, target: str, content: JsonDict
+    ) -> str:
+        """Invite a user of another server into a room this server is in."""
+        ...
 
 
 class MemberProfiles(Protocol):
@@ -91,8 +114,10 @@ class RoomCreationService:
         known_rooms: KnownRooms,
         profiles: MemberProfiles,
         clock: Clock,
+        remote: RemoteInviter | None = None,
     ) -> None:
         self._known = known_rooms
+        self._remote = remote
         self._server_name = server_name
         self._default_version = default_room_version
         self._pipeline = pipeline
@@ -119,12 +144,8 @@ class RoomCreationService:
                 parse_user_id(user_id)
             except InvalidIdentifierError:
                 raise invalid_param(f"Invalid user ID to invite: {user_id!r}") from None
-            if domain_of(user_id) != self._server_name:
-                raise MatrixError(
-                    400,
-                    "M_INVALID_PARAM",
-                    "Inviting users on other servers is not supported yet.",
-                )
+            if domain_of(user_id) != self._server_name and self._remote is None:
+                raise MatrixError(403, "M_FORBIDDEN", "This server does not federate.")
             if user_id != creator and user_id not in out:
                 out.append(user_id)
         return out
@@ -190,8 +211,26 @@ class RoomCreationService:
                     await session.commit()
                 except AliasTakenError:
                     raise _alias_taken() from None
-                return room_id, alias
+            await self._invite_remote(creator, room_id, invitees, req)
+            return room_id, alias
         raise MatrixError(503, "M_UNKNOWN", "Could not allocate a room ID; try again.")
+
+    async def _invite_remote(
+        self, creator: str, room_id: str, invitees: Sequence[str],
+        req: CreateRoomRequest,
+    ) -> None:  # fmt: skip
+        """After the commit (no room lock held: the invite awaits the network)."""
+        remote = [u for u in invitees if domain_of(u) != self._server_name]
+        if not remote or self._remote is None:
+            return
+        content = member_content("invite", None, is_direct=req.is_direct or None)
+        for user_id in remote:
+            try:
+                await self._remote.invite(creator, room_id, user_id, dict(content))
+            except MatrixError as e:
+                logger.warning(
+                    "createRoom %s: inviting %s failed: %s", room_id, user_id, e
+                )
 
     async def _add_all(
         self,
@@ -212,6 +251,8 @@ class RoomCreationService:
                     session, creator, spec.type, spec.state_key, spec.content
                 )
             for user_id in invitees:
+                if domain_of(user_id) != self._server_name:
+                    continue  # invited over federation after the commit
                 content = member_content(
                     "invite", profiles.get(user_id), is_direct=req.is_direct or None
                 )

@@ -7,7 +7,10 @@ allowed; this service adds what the server decides on its own:
 * rooms this server is not in are joined, knocked on and left (rejecting an invite)
   through a resident server (`RemoteRoomOps`): the alias's servers, the client's
   `via`/`server_name`, the inviter's server; remote users are invited over federation;
-* guests may only join rooms whose `m.room.guest_access` is `can_join`;
+* guests may only join rooms whose `m.room.guest_access` is `can_join` (their join
+  carries `kind: guest`, as Synapse's; for rooms on other servers the resident's
+  `send_join` state is checked, see `RemoteMembershipService`); when guest access
+  ends, local guests in the room leave (`remove_guests`);
 * `restricted` / `knock_restricted` joins (room v8+ / v10+): a user who is joined to one
   of the rooms in the join rule's `allow` list is admitted through
   `join_authorised_via_users_server`, naming a local joined member who may invite;
@@ -19,6 +22,7 @@ allowed; this service adds what the server decides on its own:
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Collection, Sequence
 from typing import Any
 
@@ -44,6 +48,8 @@ from ranvier.services.rooms.creation import MemberProfiles, member_content
 from ranvier.services.rooms.remote import RemoteRoomOps
 from ranvier.services.rooms.state_reader import RoomStateReader
 from ranvier.storage.stores.rooms import RoomStore
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["MembershipService"]
 
@@ -176,9 +182,10 @@ class MembershipService:
         """Join a room (by ID or alias); returns the room ID. `via`: servers the
         client suggests for rooms this server is not in."""
         room_id, servers = await self._resolve(room_id_or_alias, via)
+        kind = "guest" if is_guest else None
         if not await self._is_host_in_room(room_id):
             content = member_content(
-                "join", await self._profile(user_id), reason=reason
+                "join", await self._profile(user_id), reason=reason, kind=kind
             )
             membership = await self._rooms.get_membership(room_id, user_id)
             if membership is not None and membership.membership == "invite":
@@ -193,7 +200,9 @@ class MembershipService:
                 raise MatrixError(
                     403, "M_FORBIDDEN", "Guest access is not allowed in this room."
                 )
-        content = member_content("join", await self._profile(user_id), reason=reason)
+        content = member_content(
+            "join", await self._profile(user_id), reason=reason, kind=kind
+        )
         membership = await self._rooms.get_membership(room_id, user_id)
         if membership is None or membership.membership not in ("join", "invite"):
             authoriser = await self._restricted_authoriser(room_id, user_id)
@@ -273,12 +282,10 @@ class MembershipService:
         self, user_id: str, room_id: str, reason: str | None = None
     ) -> None:
         content = member_content("leave", None, reason=reason)
-        if not await self._is_host_in_room(room_id):
-            membership = await self._rooms.get_membership(room_id, user_id)
-            if membership is not None and membership.membership in ("invite", "knock"):
-                servers = await self._remote_servers(room_id, user_id)
-                await self._need_remote().leave(user_id, room_id, servers, content)
-                return
+        if not await self._is_host_in_room(room_id) and await self._leave_remotely(
+            user_id, room_id, content
+        ):
+            return
         if await self._rooms.get_room_version(room_id) is None:
             raise not_found("Unknown room.")
 
@@ -287,6 +294,32 @@ class MembershipService:
             return current is not None and current.get("membership") != "leave"
 
         await self._send_member(room_id, user_id, user_id, content, needed)
+
+    async def _leave_remotely(
+        self, user_id: str, room_id: str, content: JsonDict
+    ) -> bool:
+        """Reject an invite / rescind a knock in a room no local user is joined to.
+
+        A local inviter means the room's state is ours (everyone here left since): the
+        rejection is an ordinary event on our DAG, sent to whoever is still in the room
+        (False: the caller does that). Otherwise it goes through a resident server
+        (`make_leave`/`send_leave`); when none answers, `RemoteRoomOps.leave` stores a
+        local out-of-band leave so the invite disappears anyway (as Synapse does)."""
+        membership = await self._rooms.get_membership(room_id, user_id)
+        if membership is None or membership.membership not in ("invite", "knock"):
+            return False
+        change = await self._rooms.get_membership_at(
+            room_id, user_id, membership.stream_ordering
+        )
+        if (
+            membership.membership == "invite"
+            and change is not None
+            and domain_of(change.sender) == self._server_name
+        ):
+            return False
+        servers = await self._remote_servers(room_id, user_id)
+        await self._need_remote().leave(user_id, room_id, servers, content)
+        return True
 
     async def forget(self, user_id: str, room_id: str) -> None:
         membership = await self._rooms.get_membership(room_id, user_id)
@@ -300,12 +333,22 @@ class MembershipService:
 
     # -- acting on others ----------------------------------------------------------------------
     async def invite(
-        self, sender: str, room_id: str, target: str, reason: str | None = None
+        self,
+        sender: str,
+        room_id: str,
+        target: str,
+        reason: str | None = None,
+        *,
+        third_party_invite: JsonDict | None = None,
     ) -> None:
+        """`third_party_invite`: the content completing a third-party invite (the
+        auth rules then check its signature instead of the sender's power)."""
         self._check_user_id(target)
         if await self._rooms.get_room_version(room_id) is None:
             raise not_found("Unknown room.")
         content = member_content("invite", await self._profile(target), reason=reason)
+        if third_party_invite is not None:
+            content["third_party_invite"] = third_party_invite
         if domain_of(target) != self._server_name:
             if self._remote is None:
                 raise forbidden("This server does not federate.")
@@ -355,6 +398,27 @@ class MembershipService:
             return True
 
         await self._send_member(room_id, sender, target, content, check)
+
+    async def remove_guests(self, room_id: str) -> None:
+        """`m.room.guest_access` stopped being `can_join`: local guests joined or
+        invited leave. As Synapse does, each guest leaves by itself rather than being
+        kicked by the sender (no power levels involved; guests are a local notion)."""
+        members = await self._rooms.get_members(room_id, ("join", "invite"))
+        local = [
+            m.user_id for m in members if domain_of(m.user_id) == self._server_name
+        ]
+        if not local:
+            return
+        events = await self._state.get_current_state_events(
+            room_id, [(MEMBER, u) for u in local]
+        )
+        for (_, user_id), event in events.items():
+            if event.content.get("kind") != "guest":
+                continue
+            try:
+                await self.leave(user_id, room_id)
+            except MatrixError as e:
+                logger.warning("guest %s could not leave %s: %s", user_id, room_id, e)
 
     # -- lists and account hooks -------------------------------------------------------
     async def get_joined_rooms(self, user_id: str) -> list[str]:

@@ -8,7 +8,7 @@ setting a state event to what it already is returns the existing event (as Synap
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from ranvier.core.auth import (
     CREATE_KEY,
@@ -28,6 +28,10 @@ __all__ = ["RoomMessageService"]
 JsonDict = dict[str, Any]
 
 
+class GuestRemover(Protocol):
+    async def remove_guests(self, room_id: str) -> None: ...
+
+
 class RoomMessageService:
     def __init__(
         self,
@@ -35,7 +39,9 @@ class RoomMessageService:
         sender: LocalEventSender,
         directory: DirectoryService,
         events: EventStore,
+        guests: GuestRemover | None = None,
     ) -> None:
+        self._guests = guests
         self._sender = sender
         self._directory = directory
         self._events = events
@@ -88,6 +94,14 @@ class RoomMessageService:
             content=content,
             precheck=changed,
         )
+        if (
+            event_type == "m.room.guest_access"
+            and content.get("guest_access") != "can_join"
+            and self._guests is not None
+        ):
+            # After the commit, not under the room lock: each guest's leave is an
+            # event of its own (Synapse: `kick_guest_users`).
+            await self._guests.remove_guests(room_id)
         return sent.event_id
 
     async def send_canonical_alias(

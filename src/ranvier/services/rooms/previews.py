@@ -136,7 +136,12 @@ class RoomInitialSyncService:
         self._directory = directory
 
     async def get_room_initial_sync(
-        self, user_id: str, device_id: str | None, room_id: str
+        self,
+        user_id: str,
+        device_id: str | None,
+        room_id: str,
+        *,
+        limit: int = INITIAL_SYNC_MESSAGES,
     ) -> JsonDict:
         reader = Reader(user_id, device_id)
         # Access (403 for non-members of rooms that are not world-readable) and the
@@ -148,7 +153,7 @@ class RoomInitialSyncService:
             from_token=None,
             to_token=None,
             direction="b",
-            limit=INITIAL_SYNC_MESSAGES,
+            limit=max(0, limit),
             flt=None,
         )
         older = page.get("end") or RoomToken(0, 0).encode()

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Literal
 
-from ranvier.core.errors import invalid_param, not_found
+from ranvier.core.errors import MatrixError, invalid_param, not_found
 from ranvier.core.events.event import StateKey
 from ranvier.core.filters import RoomEventFilter
 from ranvier.core.room_tokens import InvalidRoomTokenError, RoomToken, parse_room_token
@@ -238,11 +238,18 @@ class RoomReadService:
         visible = await self._visible(reader, access, [stored])
         if not visible:
             raise not_found("Event not found.")
-        return stored
+        return visible[0]
 
     # -- single events and state ---------------------------------------------------------
     async def get_event(self, reader: Reader, room_id: str, event_id: str) -> JsonDict:
-        access = await self._visibility.check_can_read(room_id, reader.user_id)
+        try:
+            access = await self._visibility.check_can_read(room_id, reader.user_id)
+        except MatrixError as e:
+            if e.status != 403:
+                raise
+            # Spec (GET /rooms/{roomId}/event/{eventId}): 404 "not found or you do not
+            # have permission", so the answer does not tell whether the event exists.
+            raise not_found("Event not found.") from None
         stored = await self._get_visible_event(reader, access, room_id, event_id)
         return (await self._serialize(reader, [stored]))[0]
 

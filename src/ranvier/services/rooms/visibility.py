@@ -6,14 +6,22 @@
   for rooms that do not exist, so invisible rooms stay invisible) gets 403.
 * `filter_events_for_user(user_id, events, is_peeking)` applies the per-event history
   visibility rule (`core.visibility.is_event_visible`) using the state *at* each event.
+  Events of erased users (`POST /account/deactivate` with `erase`) come back redacted
+  unless the reader was joined at the event (Synapse: `filter_events_for_client`).
+  Non-state events of users the reader ignores (`m.ignored_user_list`) are dropped
+  (spec: C-S API > Ignoring Users; state events stay, as in Synapse).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from ranvier.core.errors import forbidden
+from ranvier.core.events.event import Event
+from ranvier.core.events.redaction import redact_pdu
 from ranvier.core.visibility import (
     WORLD_READABLE,
     history_visibility_of,
@@ -39,10 +47,33 @@ class ReadAccess:
     max_stream: int | None = None
 
 
+class ErasedUsers(Protocol):
+    async def get_erased_users(self, user_ids: Iterable[str]) -> set[str]: ...
+
+
+def erased_copy(stored: StoredEvent) -> StoredEvent:
+    """`stored` with its PDU redacted (no `redacted_because`: nothing redacted it)."""
+    ev = stored.event
+    pruned = Event(redact_pdu(ev.data, ev.room_version), ev.event_id, ev.room_version)
+    return dataclasses.replace(stored, event=pruned)
+
+
+class IgnoredUsers(Protocol):
+    async def get_ignored_users(self, user_id: str) -> frozenset[str]: ...
+
+
 class EventVisibility:
     def __init__(
-        self, *, rooms: RoomStore, state: StateStore, events: EventStore
+        self,
+        *,
+        rooms: RoomStore,
+        state: StateStore,
+        events: EventStore,
+        erasure: ErasedUsers | None = None,
+        ignored: IgnoredUsers | None = None,
     ) -> None:
+        self._erasure = erasure
+        self._ignored = ignored
         self._rooms = rooms
         self._state = state
         self._events = events
@@ -77,7 +108,9 @@ class EventVisibility:
         self, user_id: str, events: Sequence[StoredEvent], *, is_peeking: bool
     ) -> list[StoredEvent]:
         """Those of `events` that `user_id` may see, in the same order."""
-        servable = [e for e in events if e.is_servable]
+        servable = await self.remove_ignored(
+            user_id, [e for e in events if e.is_servable]
+        )
         if not servable:
             return []
         groups = await self._state.get_state_groups_for_events(
@@ -97,6 +130,7 @@ class EventVisibility:
         lookups |= {e.replaces_state for e in servable if e.replaces_state is not None}
         loaded = await self._events.get_events(lookups)
         out: list[StoredEvent] = []
+        joined: set[str] = set()
         for stored in servable:
             hv_id, member_id = wanted[stored.event_id]
             hv = loaded.get(hv_id) if hv_id is not None else None
@@ -120,4 +154,40 @@ class EventVisibility:
                 is_peeking=is_peeking,
             ):
                 out.append(stored)
-        return out
+                if member is not None and member.event.membership == "join":
+                    joined.add(stored.event_id)
+        return await self._erase(out, joined)
+
+    async def get_ignored_users(self, user_id: str) -> frozenset[str]:
+        if self._ignored is None:
+            return frozenset()
+        return await self._ignored.get_ignored_users(user_id)
+
+    async def remove_ignored(
+        self, user_id: str, events: Sequence[StoredEvent]
+    ) -> list[StoredEvent]:
+        """`events` minus the non-state events of users `user_id` ignores."""
+        if not events:
+            return []
+        ignored = await self.get_ignored_users(user_id)
+        if not ignored:
+            return list(events)
+        return [
+            e for e in events if e.event.is_state() or e.event.sender not in ignored
+        ]
+
+    async def _erase(
+        self, events: list[StoredEvent], joined: set[str]
+    ) -> list[StoredEvent]:
+        """Erased senders' events, redacted for a reader not joined at the event."""
+        if self._erasure is None or not events:
+            return events
+        erased = await self._erasure.get_erased_users({e.event.sender for e in events})
+        if not erased:
+            return events
+        return [
+            erased_copy(e)
+            if e.event.sender in erased and e.event_id not in joined
+            else e
+            for e in events
+        ]

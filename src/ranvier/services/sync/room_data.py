@@ -59,6 +59,12 @@ class VisibilityFilter(Protocol):
         """Those of `events` the user may see (history visibility), in order."""
         ...
 
+    async def remove_ignored(
+        self, user_id: str, events: Sequence[StoredEvent]
+    ) -> list[StoredEvent]:
+        """`events` minus those of users `user_id` ignores (non-state)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class RoomPlan:
@@ -197,6 +203,19 @@ class RoomDataLoader:
             )
         return out
 
+    async def serialize(
+        self,
+        events: Sequence[StoredEvent],
+        *,
+        user_id: str,
+        device_id: str | None,
+        event_filter: Filter,
+    ) -> list[JsonDict]:
+        """Client events, as timelines are served (for events outside any timeline)."""
+        return await self._serializer.serialize(
+            events, user_id=user_id, device_id=device_id, event_filter=event_filter
+        )
+
     async def _serialize_per_room(
         self,
         room_ids: list[str],
@@ -225,16 +244,22 @@ class RoomDataLoader:
                 user_id, events, is_peeking=False
             )
         cut = plan.visible_from
+        events = await self._visibility.remove_ignored(user_id, events)
         older = [e for e in events if e.stream_ordering < cut]
         if not older:
             return events
         allowed = {
-            e.event_id
+            e.event_id: e
             for e in await self._visibility.filter_events_for_user(
                 user_id, older, is_peeking=False
             )
         }
-        return [e for e in events if e.stream_ordering >= cut or e.event_id in allowed]
+        # The filtered copies: an erased sender's event comes back redacted.
+        return [
+            e if e.stream_ordering >= cut else allowed[e.event_id]
+            for e in events
+            if e.stream_ordering >= cut or e.event_id in allowed
+        ]
 
     # -- state -------------------------------------------------------------------------------
     async def _compute_states(

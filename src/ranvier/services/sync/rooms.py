@@ -17,6 +17,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ranvier.core.room_tokens import RoomToken
 from ranvier.core.streams import SyncToken
 from ranvier.services.account_data import AccountDataService
 from ranvier.services.receipts import ReceiptService
@@ -42,6 +43,9 @@ PREJOIN_STATE_TYPES = (
     "m.room.encryption",
     "m.room.topic",
 )
+
+
+_NAME_KEYS = (("m.room.name", ""), ("m.room.canonical_alias", ""))
 
 
 class TypingSource(Protocol):
@@ -83,6 +87,10 @@ class _Classified:
     left: dict[str, MembershipRow]
 
 
+class IgnoredUsers(Protocol):
+    async def get_ignored_users(self, user_id: str) -> frozenset[str]: ...
+
+
 class RoomsSectionBuilder:
     def __init__(
         self,
@@ -95,7 +103,9 @@ class RoomsSectionBuilder:
         account_data: AccountDataService,
         changes: RoomChanges,
         notification_counts: NotificationCounter | None = None,
+        ignored: IgnoredUsers | None = None,
     ) -> None:
+        self._ignored = ignored
         self._changes = changes
         self._notification_counts = notification_counts
         self._store = store
@@ -116,7 +126,14 @@ class RoomsSectionBuilder:
         section = RoomsSection(newly_joined=set(rooms.newly_joined))
         await self._build_joined(req, now, rooms, since_account_data, section)
         await self._build_left(req, now, rooms, since_account_data, section)
-        section.invite = await self._stripped(rooms.invited, "invite_state", INVITE)
+        ignored = (
+            await self._ignored.get_ignored_users(req.user_id)
+            if self._ignored is not None
+            else frozenset()
+        )
+        section.invite = await self._stripped(
+            rooms.invited, "invite_state", INVITE, ignored
+        )
         section.knock = await self._stripped(rooms.knocked, "knock_state", KNOCK)
         return section
 
@@ -237,6 +254,7 @@ class RoomsSectionBuilder:
             if r in full_rooms or (r in data and data[r].members_changed)
         ]
         summaries = await self._store.get_room_summaries(summary_rooms, req.user_id)
+        named = await self._named_rooms(summaries)
         for room_id in candidates:
             room = data.get(room_id) or _empty_room(now)
             body: JsonDict = {
@@ -256,11 +274,31 @@ class RoomsSectionBuilder:
             summary = summaries.get(room_id)
             if summary is not None:
                 body["summary"] = {
-                    "m.heroes": summary.heroes,
                     "m.joined_member_count": summary.joined,
                     "m.invited_member_count": summary.invited,
                 }
+                if room_id not in named:
+                    body["summary"]["m.heroes"] = summary.heroes
             section.join[room_id] = body
+
+    async def _named_rooms(self, room_ids: Iterable[str]) -> set[str]:
+        """Rooms with a non-empty `m.room.name` or `m.room.canonical_alias`: their
+        summary leaves out `m.heroes` (spec: only required when both are unset or
+        empty; Synapse omits them)."""
+        ids: dict[str, str] = {}
+        for room_id in room_ids:
+            state = await self._current_state.get_current_state_event_ids(
+                room_id, _NAME_KEYS
+            )
+            ids.update(dict.fromkeys(state.values(), room_id))
+        if not ids:
+            return set()
+        named = set()
+        for event_id, stored in (await self._events.get_events(ids)).items():
+            content = stored.event.content
+            if content.get("name") or content.get("alias"):
+                named.add(ids[event_id])
+        return named
 
     async def _rooms_with_events(
         self, room_ids: set[str], since: int, now: int
@@ -380,6 +418,7 @@ class RoomsSectionBuilder:
         if not rooms.left:
             return
         since = req.since
+        out_of_band = await self._out_of_band_leaves(req, rooms.left)
         plans = [
             RoomPlan(
                 room_id=room_id,
@@ -392,6 +431,7 @@ class RoomsSectionBuilder:
                 since_pos=None if since is None else since.events,
             )
             for room_id, m in rooms.left.items()
+            if room_id not in out_of_band
         ]
         data = await self._loader.load(
             plans,
@@ -403,6 +443,7 @@ class RoomsSectionBuilder:
         account_data = await self._room_account_data(
             req, now, since_ad, rooms.left, set()
         )
+        data.update(out_of_band)
         for room_id in rooms.left:
             room = data.get(room_id) or _empty_room(now)
             section.leave[room_id] = {
@@ -417,9 +458,38 @@ class RoomsSectionBuilder:
                 "account_data": {"events": account_data.get(room_id, [])},
             }
 
+    async def _out_of_band_leaves(
+        self, req: SyncRequest, left: Mapping[str, MembershipRow]
+    ) -> dict[str, RoomData]:
+        """Rooms left without this server being in them (a rejected remote invite, a
+        withdrawn knock): the leave is an outlier, outside any timeline, so the room's
+        timeline is that one event and there is no state to send (as Synapse does)."""
+        loaded = await self._events.get_events([m.event_id for m in left.values()])
+        out: dict[str, RoomData] = {}
+        for room_id, m in left.items():
+            stored = loaded.get(m.event_id)
+            if stored is None or not stored.outlier:
+                continue
+            timeline = await self._loader.serialize(
+                [stored],
+                user_id=req.user_id,
+                device_id=req.device_id,
+                event_filter=req.filter,
+            )
+            out[room_id] = RoomData(
+                timeline=timeline,
+                prev_batch=RoomToken(stream=max(m.stream_ordering - 1, 0)).encode(),
+                members_changed=True,
+            )
+        return out
+
     # -- invites and knocks ------------------------------------------------------------------------
     async def _stripped(
-        self, rooms: Mapping[str, MembershipRow], section_key: str, membership: str
+        self,
+        rooms: Mapping[str, MembershipRow],
+        section_key: str,
+        membership: str,
+        ignored_senders: frozenset[str] = frozenset(),
     ) -> dict[str, JsonDict]:
         if not rooms:
             return {}
@@ -427,6 +497,8 @@ class RoomsSectionBuilder:
         out: dict[str, JsonDict] = {}
         for room_id, m in rooms.items():
             stored = loaded.get(m.event_id)
+            if stored is not None and stored.event.sender in ignored_senders:
+                continue  # spec: invites from ignored users are not sent
             events: list[JsonDict] = []
             if stored is not None:
                 carried = stored.event.unsigned.get(f"{membership}_room_state")
@@ -435,15 +507,24 @@ class RoomsSectionBuilder:
                         strip_state_event(e) for e in carried if isinstance(e, dict)
                     ]
                 else:
-                    events = await self._prejoin_state(room_id)
-                events = [e for e in events if e.get("type") != "m.room.member"]
+                    events = await self._prejoin_state(room_id, stored.event.sender)
+                # The sender's member event stays (as Synapse sends it: clients show
+                # who invited, SyTest checks it); the target's is the event itself.
+                sender = stored.event.sender
+                events = [
+                    e
+                    for e in events
+                    if e.get("type") != "m.room.member"
+                    or (e.get("state_key") == sender != stored.event.state_key)
+                ]
                 events.append(strip_state_event(dict(stored.event.data)))
             out[room_id] = {section_key: {"events": events}}
         return out
 
-    async def _prejoin_state(self, room_id: str) -> list[JsonDict]:
+    async def _prejoin_state(self, room_id: str, sender: str) -> list[JsonDict]:
         ids = await self._current_state.get_current_state_event_ids(
-            room_id, [(t, "") for t in PREJOIN_STATE_TYPES]
+            room_id,
+            [(t, "") for t in PREJOIN_STATE_TYPES] + [("m.room.member", sender)],
         )
         loaded = await self._events.get_events(ids.values())
         return [

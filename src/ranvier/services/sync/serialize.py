@@ -2,7 +2,8 @@
 
 The client form comes from the rooms' serialiser (the one every read path uses; it looks
 up redactions and replaced state in batches); sync then applies the filter's
-`event_format` and `event_fields`.
+`event_format` (the federation form is the PDU with `event_id` and the client
+`unsigned`) and `event_fields` (to either form).
 """
 
 from __future__ import annotations
@@ -45,15 +46,27 @@ class EventSerializer:
     ) -> list[JsonDict]:
         if not stored:
             return []
-        if event_filter.event_format == "federation":
-            return [dict(s.event.data) for s in stored]
         out = await self._client.serialize(
             stored, user_id=user_id, device_id=device_id, include_room_id=False
         )
+        if event_filter.event_format == "federation":
+            out = [_federation_form(s, ev) for s, ev in zip(stored, out, strict=True)]
         fields = event_filter.event_fields
         if fields is not None:
             out = [only_fields(ev, fields) for ev in out]
         return out
+
+
+def _federation_form(stored: StoredEvent, client: JsonDict) -> JsonDict:
+    """`event_format: federation` (spec: Filtering): the event as servers exchange it
+    (the PDU), plus what a client still needs and the PDU lacks since room v3: its
+    `event_id`, and the client form's `unsigned` (age, transaction ID, redactions)."""
+    pdu = dict(stored.event.data)
+    pdu["event_id"] = stored.event_id
+    unsigned = client.get("unsigned")
+    if unsigned is not None:
+        pdu["unsigned"] = unsigned
+    return pdu
 
 
 def strip_state_event(event: JsonDict) -> JsonDict:

@@ -136,6 +136,10 @@ class SyncService:
             if acc_filter.matches(t)
         ]
         result.presence = await self._presence_events(req, since, now)
+        if req.since is not None:
+            result.presence += await self._joined_members_presence(
+                req, req.since, now, result
+            )
         if req.device_id is not None:
             messages, to_device_pos = await self._to_device.get_messages_for_sync(
                 req.user_id, req.device_id, since.to_device, now.to_device
@@ -172,6 +176,28 @@ class SyncService:
             if not (initial and row.state == OFFLINE)
             and flt.matches("m.presence", row.user_id)
         ]
+
+    async def _joined_members_presence(
+        self, req: SyncRequest, since: SyncToken, now: SyncToken, result: SyncResult
+    ) -> list[JsonDict]:
+        """An incremental sync after joins carries the presence of the new company (as
+        Synapse does): every member of a room the user just joined, and everyone who
+        just joined one of the user's rooms, even when their presence did not change."""
+        flt = req.filter.presence
+        if since.events >= now.events or flt.excludes_everything():
+            return []
+        users: set[str] = set()
+        if result.rooms.newly_joined:
+            users |= await self._store.get_joined_members(result.rooms.newly_joined)
+        joined_rooms = await self._store.get_joined_room_ids(req.user_id)
+        others = await self._store.get_others_membership_changes(
+            joined_rooms, req.user_id, since.events, now.events
+        )
+        users |= {m.user_id for m in others if m.membership == "join"}
+        users.discard(req.user_id)
+        users -= {e["sender"] for e in result.presence}
+        events = await self._presence.get_presence_events(sorted(users))
+        return [e for e in events if flt.matches("m.presence", e["sender"])]
 
     async def _device_lists(
         self, req: SyncRequest, since: SyncToken, now: SyncToken, result: SyncResult

@@ -220,6 +220,17 @@ def _update_current_state(txn: Txn, delta: CurrentStateDelta) -> None:
             ),
         )
     for m in delta.memberships:
+        prev_membership = m.prev_membership
+        if prev_membership is None:
+            # Out-of-band memberships (a rejected remote invite) have no previous
+            # member event in our state: what the user had is in current_memberships.
+            txn.execute(
+                "SELECT membership FROM current_memberships "
+                "WHERE room_id = ? AND user_id = ?",
+                (m.room_id, m.user_id),
+            )
+            row = txn.fetchone()
+            prev_membership = str(row[0]) if row is not None else None
         txn.execute(
             "INSERT INTO room_memberships (room_id, user_id, stream_ordering, event_id, "
             "membership, sender, prev_membership) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -230,7 +241,7 @@ def _update_current_state(txn: Txn, delta: CurrentStateDelta) -> None:
                 m.event_id,
                 m.membership,
                 m.sender,
-                m.prev_membership,
+                prev_membership,
             ),
         )
         txn.execute(

@@ -1,4 +1,4 @@
-"""Sliding sync connection state (schema 0014): what each connection has been sent.
+"""Sliding sync connection state (schema 0016): what each connection has been sent.
 
 A connection is (user, device, `conn_id`). Every response is a new *position* (its
 `pos`); rooms whose sent-state changed get a row at that position, so a response that

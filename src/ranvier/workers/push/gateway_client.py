@@ -1,21 +1,29 @@
 """HTTP client for push gateways.
 
 Gateway URLs come from clients, so connections obey the same outbound IP policy as
-federation (a pusher must not make the server reach into its own network): names are
-resolved through the blocklisting resolver and every socket is checked before
-`connect()`, IP literals included. Every request has a total timeout.
+federation (a pusher must not make the server reach into its own network): the shared
+`guarded_connector` resolves names through the blocklisting resolver and checks every
+socket before `connect()`, IP literals included. Redirects are not followed (a gateway
+answers, it does not send us elsewhere). Every request has a total timeout.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import aiohttp
 import orjson
 
 from ranvier.federation.dns import DnsResolver
 from ranvier.federation.ip_filter import IpRangeFilter
-from ranvier.federation.transport import BlocklistingResolver, guarded_socket_factory
+from ranvier.federation.transport import (
+    TransportError,
+    guarded_connector,
+    read_capped,
+)
+
+# A gateway answers `{"rejected": [...]}`: anything bigger is not worth reading.
+MAX_GATEWAY_RESPONSE_BYTES: Final = 64 * 1024
 
 
 class GatewayError(Exception):
@@ -40,12 +48,7 @@ class GatewayClient:
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(
-                    resolver=BlocklistingResolver(self._dns, self._filter),
-                    socket_factory=guarded_socket_factory(self._filter),
-                    use_dns_cache=False,
-                    limit=100,
-                ),
+                connector=guarded_connector(self._dns, self._filter, limit=100),
                 timeout=self._timeout,
                 headers={"User-Agent": self._user_agent},
                 cookie_jar=aiohttp.DummyCookieJar(),
@@ -62,13 +65,13 @@ class GatewayClient:
                 headers={"Content-Type": "application/json"},
                 allow_redirects=False,
             ) as resp:
-                raw = await resp.read()
+                raw = await read_capped(resp, MAX_GATEWAY_RESPONSE_BYTES)
                 try:
                     parsed = orjson.loads(raw) if raw else None
                 except orjson.JSONDecodeError:
                     parsed = None
                 return resp.status, parsed
-        except (aiohttp.ClientError, OSError, TimeoutError) as e:
+        except (aiohttp.ClientError, OSError, TimeoutError, TransportError) as e:
             raise GatewayError(f"{type(e).__name__}: {e}") from None
 
     async def close(self) -> None:

@@ -128,7 +128,6 @@ class RoomResultsBuilder:
         since: SyncToken | None,
         now: SyncToken,
         dm_changed: bool,
-        ignored: frozenset[str] = frozenset(),
     ) -> RoomsOutcome:
         out = RoomsOutcome()
         stripped = [r for r in requests if r.membership.membership in STRIPPED]
@@ -140,7 +139,7 @@ class RoomResultsBuilder:
         ]
         await self._restart_rejoined(user_id, plans, now)
         plans = await self._quiet_rooms_left_out(plans, out)
-        await self._load_timelines(user_id, plans, ignored)
+        await self._load_timelines(user_id, plans)
         await self._load_state(user_id, plans)
         active = [p for p in plans if _has_news(p)]
         out.current |= {p.req.room_id for p in plans if not _has_news(p)}
@@ -212,9 +211,7 @@ class RoomResultsBuilder:
         out.current |= quiet
         return [p for p in plans if p.req.room_id not in quiet]
 
-    async def _load_timelines(
-        self, user_id: str, plans: Sequence[_Plan], ignored: frozenset[str]
-    ) -> None:
+    async def _load_timelines(self, user_id: str, plans: Sequence[_Plan]) -> None:
         by_limit: dict[int, list[_Plan]] = {}
         for p in plans:
             by_limit.setdefault(max(p.req.config.timeline_limit, 1), []).append(p)
@@ -229,14 +226,7 @@ class RoomResultsBuilder:
             )
             for p in group:
                 part = slices[p.req.room_id]
-                # Spec (Ignoring users): their events are not served, except state,
-                # which the room's state needs.
-                events = [
-                    e
-                    for e in part.events
-                    if e.event.sender not in ignored or e.event.state_key is not None
-                ]
-                fetched[p.req.room_id] = (events, part.limited)
+                fetched[p.req.room_id] = (part.events, part.limited)
         allowed = await self._visible(user_id, plans, fetched)
         for p in plans:
             events, limited = fetched[p.req.room_id]
@@ -253,10 +243,20 @@ class RoomResultsBuilder:
         visibility decides: one check for the events of every room at once."""
         allowed: set[str] = set()
         older: list[StoredEvent] = []
+        # Spec (Ignoring users): their non-state events are not served; the same
+        # check as /sync's.
+        kept = {
+            e.event_id
+            for e in await self._visibility.remove_ignored(
+                user_id, [e for events, _ in fetched.values() for e in events]
+            )
+        }
         for p in plans:
             m = p.req.membership
             cut = m.stream_ordering if m.membership == JOIN else None
             for e in fetched[p.req.room_id][0]:
+                if e.event_id not in kept:
+                    continue
                 if cut is not None and e.stream_ordering >= cut:
                     allowed.add(e.event_id)
                 else:

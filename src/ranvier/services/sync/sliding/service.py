@@ -211,7 +211,7 @@ class SlidingSyncService:
             call.user_id, since, now
         )
         outcome = await self._results.build(
-            call.user_id, call.device_id, requests, since, now, dm_changed, ignored
+            call.user_id, call.device_id, requests, since, now, dm_changed
         )
         initial_rooms = {r for r, body in outcome.rooms.items() if body.get("initial")}
         extensions = await self._extensions.build(
