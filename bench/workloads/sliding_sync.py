@@ -8,11 +8,14 @@ changed (one room), not how many rooms the user is in.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
 from bench.matrix import VerificationError
+from bench.procstats import cpu_seconds
 from bench.sizes import Sizes
 from bench.workloads.base import Context, PhaseSpec, gather_limited
 
@@ -94,6 +97,7 @@ class SlidingSync:
             sizes.concurrency,
         )
         last = await client.send_message(user, rooms[0], "newest")
+        await wait_until_idle(ctx)
         body = room_list_request("room-list")
         resp: dict[str, Any] = {}
         async with ctx.phase(first_page(count)) as phase:
@@ -110,6 +114,22 @@ class SlidingSync:
                 resp = await phase.timed(client.sliding_sync(user, body, pos=pos))
                 check_incremental(resp, room, event_id)
                 pos = resp["pos"]
+
+
+async def wait_until_idle(ctx: Context, *, limit_s: float = 180.0) -> None:
+    """Let the server finish the background work the setup caused before measuring.
+
+    Creating hundreds of rooms back to back leaves work queued behind the responses
+    (Ranvier evaluates push rules after persisting, and a sync waits for that to
+    catch up before it reports notification counts; Synapse does it before it
+    answers). Without this, the first phase would measure that backlog, not the
+    sync. Idle = under 5 % of one core over half a second."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        before = cpu_seconds(ctx.server_pid)
+        await asyncio.sleep(0.5)
+        if cpu_seconds(ctx.server_pid) - before < 0.025:
+            return
 
 
 def check_first_page(resp: dict[str, Any], count: int, top: str, last: str) -> None:
