@@ -172,10 +172,14 @@ class RoomResultsBuilder:
         """A room left and joined again since it was sent starts over (`initial`),
         as `/sync` sends a rejoined room with full state: what happened while the
         user was away is not a continuation of what the client has."""
+        # A rejoin makes the current membership newer than the room's position, so
+        # rooms without that need no look at the membership history.
         incremental = {
             p.req.room_id: p
             for p in plans
-            if not p.initial and p.req.membership.membership == JOIN
+            if not p.initial
+            and p.req.membership.membership == JOIN
+            and p.req.membership.stream_ordering > p.from_pos
         }
         if not incremental:
             return
