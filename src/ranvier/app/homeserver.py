@@ -27,6 +27,7 @@ from ranvier.app.oauth import build_oauth, without_classic_auth
 from ranvier.app.push import Push, PushNotifierLink, build_push, build_push_core
 from ranvier.app.room_federation import FederationSeam, build_room_federation
 from ranvier.app.rooms import build_rooms, random_opaque_id
+from ranvier.app.sliding_sync import build_sliding_sync
 from ranvier.app.sync import (
     RoomsReadSide,
     build_legacy_sync,
@@ -282,6 +283,21 @@ async def build_homeserver(
             )
         )
         # --- end sync ----------------------------------------------------------------
+        # --- sliding sync (issue #12): MSC4186 over the same read side as /sync -------
+        sliding = build_sliding_sync(
+            db=db,
+            clock=clock,
+            supervisor=hs.supervisor,
+            sync=sync,
+            rooms=RoomsReadSide(
+                rooms.events, rooms.state, rooms.visibility, rooms.serializer
+            ),
+            keys=e2e_key_counts,
+            notification_counts=push_core.counts,
+            hooks=accounts.hooks,
+        )
+        hs.resources["client"].extend(sliding.endpoints)
+        # --- end sliding sync --------------------------------------------------------
         # --- push, part 2: m.push_rules account data, pushers, /notifications ---------
         hs.push = build_push(
             config,
