@@ -18,6 +18,7 @@ from ranvier.api.client import versions
 from ranvier.api.http import Authenticator, Endpoint, HttpSettings
 from ranvier.api.keys.server import ServerKeyResource
 from ranvier.app.accounts import Accounts, build_accounts
+from ranvier.app.admin import build_admin
 from ranvier.app.client_extras import build_client_extras, build_openid
 from ranvier.app.e2e import SeamEdus, build_e2e, build_key_counts
 from ranvier.app.federation import Federation, build_federation
@@ -298,7 +299,17 @@ async def build_homeserver(
         hs.resources["keys"] = ServerKeyResource(server_keys).endpoints()
         hs.resources["federation"] = []
         hs.resources["media"] = []
-        hs.resources["admin"] = []
+        # --- admin API (issue #14): Synapse's /_synapse/admin, the spec's admin endpoints
+        admin = build_admin(
+            config, db, clock, accounts, rooms.membership.get_joined_rooms
+        )
+        hs.resources["admin"] = [
+            ep for ep in admin.endpoints if ep.paths[0].startswith("/_synapse/")
+        ]
+        hs.resources["client"].extend(
+            ep for ep in admin.endpoints if not ep.paths[0].startswith("/_synapse/")
+        )
+        # --- end admin API -------------------------------------------------------------
         hs.resources["metrics"] = []
         # --- federation transport (issue #6): keyring, client, sender, X-Matrix, notary
         # Last: it opens the outbound HTTP session, which nothing after it could leak.

@@ -1,0 +1,193 @@
+"""Wiring of the server admin API (issue #14): the `admin` listener resource.
+
+`AccountsAdmin` adapts the accounts services to what api/admin/ needs, so the endpoint
+modules depend on one narrow protocol and the accounts side keeps its invariants
+(password hashing, token cache invalidation, deactivation hooks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ranvier.api.admin.register import SharedSecretRegistration
+from ranvier.api.admin.users import UsersAdminResource
+from ranvier.api.http import Endpoint
+from ranvier.app.accounts import Accounts
+from ranvier.config.schema import HomeserverConfig
+from ranvier.core.errors import MatrixError
+from ranvier.services.accounts.identifiers import check_new_localpart, user_id_of
+from ranvier.services.accounts.passwords import check_password_acceptable
+from ranvier.storage.database import Database
+from ranvier.storage.stores.accounts import (
+    DeviceRow,
+    NewUser,
+    Registration,
+    UserIdInUseError,
+)
+from ranvier.storage.stores.admin import AdminStore, AdminUserRow, UserQuery
+from ranvier.util.clock import Clock
+
+JoinedRooms = Callable[[str], Awaitable[list[str]]]
+
+
+class AccountsAdmin:
+    def __init__(
+        self,
+        server_name: str,
+        accounts: Accounts,
+        store: AdminStore,
+        clock: Clock,
+        joined_rooms: JoinedRooms,
+    ) -> None:
+        self._server_name = server_name
+        self._accounts = accounts
+        self._store = store
+        self._clock = clock
+        self._joined_rooms = joined_rooms
+
+    async def is_admin(self, user_id: str) -> bool:
+        row = await self._accounts.store.get_user(user_id)
+        return row is not None and row.is_admin and not row.deactivated
+
+    async def list_users(self, query: UserQuery) -> tuple[list[AdminUserRow], int]:
+        return await self._store.list_users(query)
+
+    async def get_user(self, user_id: str) -> AdminUserRow | None:
+        return await self._store.get_user(user_id)
+
+    async def create_user(
+        self, user_id: str, password: str | None, *, admin: bool
+    ) -> None:
+        localpart = user_id[1:].partition(":")[0]
+        check_new_localpart(localpart, self._server_name)
+        if password is not None:
+            check_password_acceptable(password)
+        password_hash = (
+            None if password is None else await self._accounts.hasher.hash(password)
+        )
+        reg = Registration(
+            user=NewUser(
+                user_id=user_id,
+                password_hash=password_hash,
+                is_guest=False,
+                is_admin=admin,
+                profile=(),
+                created_ts=self._clock.time_msec(),
+            ),
+            login=None,
+        )
+        try:
+            await self._accounts.store.register_user(reg)
+        except UserIdInUseError:
+            raise MatrixError(400, "M_USER_IN_USE", "User ID already taken.") from None
+
+    async def set_password(
+        self, user_id: str, password: str, *, logout_devices: bool
+    ) -> None:
+        check_password_acceptable(password)
+        await self._accounts.store.set_password_hash(
+            user_id, await self._accounts.hasher.hash(password)
+        )
+        if logout_devices:
+            await self._accounts.devices.logout_all(user_id)
+
+    async def set_admin(self, user_id: str, admin: bool) -> None:
+        await self._accounts.store.set_admin(user_id, admin)
+
+    async def set_flag(self, user_id: str, flag: str, value: bool) -> None:
+        await self._store.set_user_flag(user_id, flag, value)
+        # Cached token owners carry no flags, but a lock must apply from now on.
+        self._accounts.sessions.invalidate_user(user_id)
+
+    async def set_profile_field(self, user_id: str, key: str, value: Any) -> None:
+        await self._accounts.profiles.set_profile_field(user_id, key, value)
+
+    async def deactivate(self, user_id: str, *, erase: bool) -> None:
+        await self._accounts.devices.deactivate(user_id, erase=erase)
+
+    async def reactivate(self, user_id: str) -> None:
+        await self._store.reactivate_user(user_id)
+
+    async def get_devices(self, user_id: str) -> list[DeviceRow]:
+        return await self._accounts.devices.get_devices(user_id)
+
+    async def rename_device(
+        self, user_id: str, device_id: str, name: str | None
+    ) -> None:
+        await self._accounts.devices.set_display_name(user_id, device_id, name)
+
+    async def delete_devices(self, user_id: str, device_ids: list[str]) -> None:
+        await self._accounts.devices.delete_devices(user_id, device_ids)
+
+    async def get_joined_rooms(self, user_id: str) -> list[str]:
+        return await self._joined_rooms(user_id)
+
+    async def login_as(self, user_id: str, valid_until_ms: int | None) -> str:
+        # A session of its own (a device the user can see and revoke); an expiry is
+        # not enforced on it yet.
+        issued = await self._accounts.sessions.create_login(
+            user_id,
+            device_id=None,
+            initial_display_name="admin login",
+            want_refresh=False,
+            client_ip=None,
+        )
+        return issued.access_token
+
+    # -- shared-secret registration ------------------------------------------------------
+
+    async def register_admin_created(
+        self,
+        localpart: str,
+        password: str,
+        *,
+        admin: bool,
+        displayname: str | None,
+        client_ip: str | None,
+    ) -> dict[str, Any]:
+        localpart = localpart.lower()
+        user_id = user_id_of(localpart, self._server_name)
+        await self.create_user(user_id, password, admin=admin)
+        await self.set_profile_field(
+            user_id, "displayname", displayname if displayname else localpart
+        )
+        issued = await self._accounts.sessions.create_login(
+            user_id,
+            device_id=None,
+            initial_display_name=None,
+            want_refresh=False,
+            client_ip=client_ip,
+        )
+        return {
+            "user_id": user_id,
+            "home_server": self._server_name,
+            "access_token": issued.access_token,
+            "device_id": issued.device_id,
+        }
+
+
+@dataclass
+class Admin:
+    endpoints: list[Endpoint]
+    store: AdminStore
+
+
+def build_admin(
+    config: HomeserverConfig,
+    db: Database,
+    clock: Clock,
+    accounts: Accounts,
+    joined_rooms: JoinedRooms,
+) -> Admin:
+    store = AdminStore(db)
+    users = AccountsAdmin(config.server_name, accounts, store, clock, joined_rooms)
+    shared = SharedSecretRegistration(config.registration.shared_secret, users, clock)
+    return Admin(
+        endpoints=[
+            *shared.endpoints(),
+            *UsersAdminResource(config.server_name, users).endpoints(),
+        ],
+        store=store,
+    )
