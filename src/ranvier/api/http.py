@@ -378,6 +378,19 @@ def _extract_token(request: web.Request) -> str | None:
     return request.query.get("access_token") or None
 
 
+RequestObserver = Callable[[str, str, int, float], None]
+
+
+def route_template(request: web.Request) -> str:
+    """The matched route's template, not the raw path: a metrics label per room or user
+    would be unbounded."""
+    route = request.match_info.route
+    resource = route.resource
+    if resource is None or request.match_info.http_exception is not None:
+        return "<unmatched>"
+    return resource.canonical
+
+
 @dataclass
 class HttpSettings:
     max_body_size: int = 1 << 20
@@ -385,6 +398,8 @@ class HttpSettings:
     trust_forwarded_for: bool = False
     # Verifies `AuthMode.SERVER` endpoints (federation); None refuses them with 401.
     server_authenticator: ServerAuthenticator | None = None
+    # Told of every answered request: (method, route template, status, seconds).
+    request_observer: RequestObserver | None = None
 
 
 class _Dispatcher:
@@ -490,11 +505,20 @@ def _make_middleware(settings: HttpSettings) -> Any:
             fwd = request.headers.get("X-Forwarded-For")
             if fwd:
                 request[CLIENT_IP_KEY] = fwd.split(",")[0].strip()
+        status = 500
         try:
             response = await _dispatch(request, handler)
             response.headers.update(_CORS_HEADERS)
+            status = response.status
             return response
         finally:
+            if settings.request_observer is not None:
+                settings.request_observer(
+                    request.method,
+                    route_template(request),
+                    status,
+                    time.perf_counter() - start,
+                )
             access_logger.info(
                 "%s %s %s %s %.1fms",
                 request.get(CLIENT_IP_KEY) or request.remote,
