@@ -37,7 +37,7 @@ async def _register_shared(
     return status, body, nonce
 
 
-async def _admin(api: Api) -> User:
+async def admin_user(api: Api) -> User:
     status, body, _ = await _register_shared(api, "root", admin=True)
     assert status == 200, body
     return User(api, body["user_id"], body["access_token"], body["device_id"])
@@ -156,7 +156,7 @@ async def test_list_and_query_users(tmp_path: Path, db_engine: str) -> None:
         _hs,
         api,
     ):
-        root = await _admin(api)
+        root = await admin_user(api)
         for name in ("carol", "dave", "erin"):
             await make_user(api, name)
         base = "/_synapse/admin/v2/users"
@@ -223,7 +223,7 @@ async def test_create_modify_and_sessions(tmp_path: Path, db_engine: str) -> Non
         _hs,
         api,
     ):
-        root = await _admin(api)
+        root = await admin_user(api)
         uid = "@frank:localhost"
         path = f"/_synapse/admin/v2/users/{q(uid)}"
         status, out = await root.call(

@@ -78,6 +78,9 @@ class Requester:
     is_guest: bool = False
     # The access token's row id, so logout can revoke exactly this session.
     token_id: int | None = None
+    # Spec: account locking (every request 401 M_USER_LOCKED) and suspension (read-only).
+    locked: bool = False
+    suspended: bool = False
 
 
 class Authenticator(Protocol):
@@ -476,7 +479,37 @@ class _Dispatcher:
                 403, "M_GUEST_ACCESS_FORBIDDEN", "Guest access is not allowed here."
             )
         request[USER_ID_KEY] = requester.user_id
+        if requester.locked or requester.suspended:
+            check_account_restrictions(request, requester)
         return requester
+
+
+# Spec (Client-Server API > Account locking): a locked account may only log out.
+_LOCKED_ALLOWED: Final = re.compile(r"/_matrix/client/[^/]+/logout(/all)?")
+# Spec (Account suspension): a suspended account keeps read access and may leave, log
+# out, manage its devices and keys, deactivate, and keep its client state (filters,
+# receipts, account data, to-device); everything else that writes is refused.
+_SUSPENDED_ALLOWED: Final = re.compile(
+    r"/_matrix/client/[^/]+/(logout(/all)?|rooms/[^/]+/(leave|forget|receipt/.*"
+    r"|read_markers|typing/.*)|devices/.*|delete_devices|account/deactivate"
+    r"|keys/.*|room_keys/.*|user/[^/]+/(filter|account_data/.*|rooms/.*)"
+    r"|sendToDevice/.*|search)"
+)
+_READ_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def check_account_restrictions(request: web.Request, requester: Requester) -> None:
+    path = request.path
+    if requester.locked:
+        if _LOCKED_ALLOWED.fullmatch(path) is None:
+            raise MatrixError(
+                401, "M_USER_LOCKED", "This account has been locked.", soft_logout=True
+            )
+        return
+    if request.method in _READ_METHODS or path.startswith("/_synapse/admin/"):
+        return
+    if _SUSPENDED_ALLOWED.fullmatch(path) is None:
+        raise MatrixError(403, "M_USER_SUSPENDED", "This account has been suspended.")
 
 
 _request_ids = itertools.count(1)
