@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ranvier.api.admin.moderation import ModerationResource
 from ranvier.api.admin.register import SharedSecretRegistration
 from ranvier.api.admin.users import UsersAdminResource
 from ranvier.api.http import Endpoint
@@ -26,7 +27,12 @@ from ranvier.storage.stores.accounts import (
     Registration,
     UserIdInUseError,
 )
-from ranvier.storage.stores.admin import AdminStore, AdminUserRow, UserQuery
+from ranvier.storage.stores.admin import (
+    AdminStore,
+    AdminUserRow,
+    ReportAdminStore,
+    UserQuery,
+)
 from ranvier.util.clock import Clock
 
 JoinedRooms = Callable[[str], Awaitable[list[str]]]
@@ -188,6 +194,9 @@ def build_admin(
         endpoints=[
             *shared.endpoints(),
             *UsersAdminResource(config.server_name, users).endpoints(),
+            *ModerationResource(
+                users, ReportAdminStore(db), accounts.registration, clock
+            ).endpoints(),
         ],
         store=store,
     )

@@ -85,9 +85,13 @@ class AdminUsers(Protocol):
     async def login_as(self, user_id: str, valid_until_ms: int | None) -> str: ...
 
 
+class AdminCheck(Protocol):
+    async def is_admin(self, user_id: str) -> bool: ...
+
+
 @dataclass(frozen=True, slots=True)
 class AdminGate:
-    users: AdminUsers
+    users: AdminCheck
 
     async def require_admin(self, req: MatrixRequest) -> str:
         if not await self.users.is_admin(req.user.user_id):

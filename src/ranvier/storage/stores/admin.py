@@ -220,3 +220,111 @@ class AdminStore:
         return await self._db.run_read_txn(
             "get_user_lock_flags", _get_flags_txn, user_id
         )
+
+
+# -- event reports ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EventReportRow:
+    report_id: str
+    received_ts: int
+    room_id: str
+    event_id: str
+    reporter: str
+    reason: str | None
+    score: int | None
+    sender: str | None
+    event_json: str | None
+
+
+_REPORT_SELECT: Final = (
+    "SELECT r.report_id, r.received_ts, r.room_id, r.event_id, r.reporter, r.reason,"
+    " r.score, e.sender, e.json FROM reports r"
+    " LEFT JOIN events e ON e.event_id = r.event_id"
+)
+
+
+def _report_row(r: tuple[Any, ...]) -> EventReportRow:
+    return EventReportRow(
+        report_id=str(r[0]),
+        received_ts=int(r[1]),
+        room_id=str(r[2]),
+        event_id=str(r[3]),
+        reporter=str(r[4]),
+        reason=None if r[5] is None else str(r[5]),
+        score=None if r[6] is None else int(r[6]),
+        sender=None if r[7] is None else str(r[7]),
+        event_json=None if r[8] is None else str(r[8]),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ReportQuery:
+    start: int = 0
+    limit: int = 100
+    forwards: bool = False
+    user_id: str | None = None
+    room_id: str | None = None
+
+
+def _list_reports_txn(txn: Txn, query: ReportQuery) -> tuple[list[EventReportRow], int]:
+    # Synapse's event reports: reports of an event (room and user reports are not).
+    where = ["r.event_id IS NOT NULL"]
+    params: list[Any] = []
+    if query.user_id is not None:
+        where.append("LOWER(r.reporter) LIKE ? ESCAPE '\\'")
+        params.append(_like(query.user_id))
+    if query.room_id is not None:
+        where.append("LOWER(r.room_id) LIKE ? ESCAPE '\\'")
+        params.append(_like(query.room_id))
+    clause = " WHERE " + " AND ".join(where)
+    direction = "ASC" if query.forwards else "DESC"
+    txn.execute(
+        f"{_REPORT_SELECT}{clause} ORDER BY r.received_ts {direction},"
+        f" r.report_id {direction} LIMIT ? OFFSET ?",
+        (*params, query.limit, query.start),
+    )
+    rows = [_report_row(r) for r in txn.fetchall()]
+    txn.execute(f"SELECT COUNT(*) FROM reports r{clause}", tuple(params))
+    count = txn.fetchone()
+    return rows, int(count[0]) if count else 0
+
+
+def _get_report_txn(txn: Txn, report_id: str) -> EventReportRow | None:
+    txn.execute(
+        f"{_REPORT_SELECT} WHERE r.report_id = ? AND r.event_id IS NOT NULL",
+        (report_id,),
+    )
+    r = txn.fetchone()
+    return None if r is None else _report_row(r)
+
+
+def _delete_report_txn(txn: Txn, report_id: str) -> bool:
+    txn.execute(
+        "DELETE FROM reports WHERE report_id = ? AND event_id IS NOT NULL",
+        (report_id,),
+    )
+    return txn.rowcount == 1
+
+
+class ReportAdminStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def list_event_reports(
+        self, query: ReportQuery
+    ) -> tuple[list[EventReportRow], int]:
+        return await self._db.run_read_txn(
+            "admin_list_event_reports", _list_reports_txn, query
+        )
+
+    async def get_event_report(self, report_id: str) -> EventReportRow | None:
+        return await self._db.run_read_txn(
+            "admin_get_event_report", _get_report_txn, report_id
+        )
+
+    async def delete_event_report(self, report_id: str) -> bool:
+        return await self._db.run_txn(
+            "admin_delete_event_report", _delete_report_txn, report_id
+        )
