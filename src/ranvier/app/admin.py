@@ -13,9 +13,11 @@ from typing import Any
 
 from ranvier.api.admin.moderation import ModerationResource
 from ranvier.api.admin.register import SharedSecretRegistration
+from ranvier.api.admin.rooms import RoomsAdminResource
 from ranvier.api.admin.users import UsersAdminResource
 from ranvier.api.http import Endpoint
 from ranvier.app.accounts import Accounts
+from ranvier.app.rooms import Rooms
 from ranvier.config.schema import HomeserverConfig
 from ranvier.core.errors import MatrixError
 from ranvier.services.accounts.identifiers import check_new_localpart, user_id_of
@@ -33,9 +35,34 @@ from ranvier.storage.stores.admin import (
     ReportAdminStore,
     UserQuery,
 )
+from ranvier.storage.stores.admin_rooms import RoomAdminStore
 from ranvier.util.clock import Clock
+from ranvier.util.supervisor import TaskSupervisor
 
 JoinedRooms = Callable[[str], Awaitable[list[str]]]
+
+
+class RoomsAdminOps:
+    """What the room endpoints do through the rooms services."""
+
+    def __init__(self, rooms: Rooms) -> None:
+        self._rooms = rooms
+
+    async def get_state_json(self, room_id: str) -> list[dict[str, Any]]:
+        state = await self._rooms.state_reader.get_current_state(room_id)
+        return await self._rooms.serializer.serialize(
+            list(state.values()), bundle_relations=False
+        )
+
+    async def leave(self, user_id: str, room_id: str, reason: str | None) -> None:
+        await self._rooms.membership.leave(user_id, room_id, reason)
+
+    async def remove_from_directory(self, room_id: str) -> list[str]:
+        await self._rooms.rooms.set_room_is_public(room_id, False)
+        aliases = await self._rooms.rooms.get_aliases_for_room(room_id)
+        for alias in aliases:
+            await self._rooms.rooms.delete_alias(alias)
+        return aliases
 
 
 class AccountsAdmin:
@@ -185,10 +212,13 @@ def build_admin(
     db: Database,
     clock: Clock,
     accounts: Accounts,
-    joined_rooms: JoinedRooms,
+    rooms: Rooms,
+    supervisor: TaskSupervisor,
 ) -> Admin:
     store = AdminStore(db)
-    users = AccountsAdmin(config.server_name, accounts, store, clock, joined_rooms)
+    users = AccountsAdmin(
+        config.server_name, accounts, store, clock, rooms.membership.get_joined_rooms
+    )
     shared = SharedSecretRegistration(config.registration.shared_secret, users, clock)
     return Admin(
         endpoints=[
@@ -196,6 +226,13 @@ def build_admin(
             *UsersAdminResource(config.server_name, users).endpoints(),
             *ModerationResource(
                 users, ReportAdminStore(db), accounts.registration, clock
+            ).endpoints(),
+            *RoomsAdminResource(
+                users,
+                RoomAdminStore(db, config.server_name),
+                RoomsAdminOps(rooms),
+                supervisor.start,
+                config.server_name,
             ).endpoints(),
         ],
         store=store,

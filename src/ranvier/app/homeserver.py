@@ -307,9 +307,7 @@ async def build_homeserver(
         hs.resources["federation"] = []
         hs.resources["media"] = []
         # --- admin API (issue #14): Synapse's /_synapse/admin, the spec's admin endpoints
-        admin = build_admin(
-            config, db, clock, accounts, rooms.membership.get_joined_rooms
-        )
+        admin = build_admin(config, db, clock, accounts, rooms, hs.supervisor)
         hs.resources["admin"] = [
             ep for ep in admin.endpoints if ep.paths[0].startswith("/_synapse/")
         ]
