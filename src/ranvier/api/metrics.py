@@ -86,12 +86,6 @@ class ServerMetrics:
             ("origin",),
             registry=r,
         )
-        self.federation_txns_out = Counter(
-            "ranvier_federation_transactions_sent",
-            "Outbound federation transactions, by outcome.",
-            ("outcome",),
-            registry=r,
-        )
         self.sync_waiting = Gauge(
             "ranvier_sync_long_polls",
             "/sync requests waiting for new data now.",
@@ -116,9 +110,6 @@ class ServerMetrics:
     def observe_txn(self, name: str, seconds: float, ok: bool) -> None:
         self.db_txns.labels(name, "ok" if ok else "error").inc()
         self.db_duration.labels(name).observe(seconds)
-
-    def observe_federation_send(self, ok: bool) -> None:
-        self.federation_txns_out.labels("ok" if ok else "error").inc()
 
     def track_sync_waiting(self, read: Callable[[], int]) -> None:
         self.sync_waiting.set_function(read)
