@@ -93,6 +93,13 @@ async def test_rooms_admin(tmp_path: Path, db_engine: str) -> None:
         )
         status, out = await root.call("PUT", block, {}, prefix="")
         assert (status, out["errcode"]) == (400, "M_MISSING_PARAM")
+        # Local users can no longer join a blocked room.
+        status, out = await bob.join(beta)
+        assert (status, out["errcode"], out["error"]) == (
+            403,
+            "M_FORBIDDEN",
+            "This room has been blocked on this server",
+        )
 
         # Asynchronous delete: local members leave, aliases go, status reported.
         status, out = await bob.call("DELETE", f"{V2}/rooms/{q(alpha)}", {}, prefix="")

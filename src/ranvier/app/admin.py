@@ -216,6 +216,8 @@ def build_admin(
     supervisor: TaskSupervisor,
 ) -> Admin:
     store = AdminStore(db)
+    room_store = RoomAdminStore(db, config.server_name)
+    rooms.membership.blocked_rooms = room_store
     users = AccountsAdmin(
         config.server_name, accounts, store, clock, rooms.membership.get_joined_rooms
     )
@@ -229,7 +231,7 @@ def build_admin(
             ).endpoints(),
             *RoomsAdminResource(
                 users,
-                RoomAdminStore(db, config.server_name),
+                room_store,
                 RoomsAdminOps(rooms),
                 supervisor.start,
                 config.server_name,

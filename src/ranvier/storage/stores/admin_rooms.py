@@ -158,6 +158,9 @@ class RoomAdminStore:
         """The admin who blocked the room, None if it is not blocked."""
         return await self._db.run_read_txn("get_room_block", _get_block_txn, room_id)
 
+    async def is_room_blocked(self, room_id: str) -> bool:
+        return await self.get_block(room_id) is not None
+
     async def set_block(self, room_id: str, user_id: str, block: bool) -> None:
         await self._db.run_txn(
             "set_room_block", _set_block_txn, room_id, user_id, block
