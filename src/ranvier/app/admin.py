@@ -11,17 +11,20 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ranvier.api.admin.media import MediaAdminResource
 from ranvier.api.admin.moderation import ModerationResource
 from ranvier.api.admin.register import SharedSecretRegistration
 from ranvier.api.admin.rooms import RoomsAdminResource
 from ranvier.api.admin.users import UsersAdminResource
 from ranvier.api.http import Endpoint
 from ranvier.app.accounts import Accounts
+from ranvier.app.media import Media
 from ranvier.app.rooms import Rooms
 from ranvier.config.schema import HomeserverConfig
 from ranvier.core.errors import MatrixError
 from ranvier.services.accounts.identifiers import check_new_localpart, user_id_of
 from ranvier.services.accounts.passwords import check_password_acceptable
+from ranvier.services.media.files import MediaFiles
 from ranvier.storage.database import Database
 from ranvier.storage.stores.accounts import (
     DeviceRow,
@@ -35,7 +38,9 @@ from ranvier.storage.stores.admin import (
     ReportAdminStore,
     UserQuery,
 )
+from ranvier.storage.stores.admin_media import MediaAdminStore, UserMediaStats
 from ranvier.storage.stores.admin_rooms import RoomAdminStore
+from ranvier.storage.stores.media import LocalMedia, RemoteMedia
 from ranvier.util.clock import Clock
 from ranvier.util.supervisor import TaskSupervisor
 
@@ -205,6 +210,7 @@ class AccountsAdmin:
 class Admin:
     endpoints: list[Endpoint]
     store: AdminStore
+    users: AccountsAdmin
 
 
 def build_admin(
@@ -238,4 +244,75 @@ def build_admin(
             ).endpoints(),
         ],
         store=store,
+        users=users,
     )
+
+
+class MediaAdmin:
+    """What the media endpoints do: the media store's rows, the content-addressed
+    files (deleted only once no row refers to them), profile display names."""
+
+    def __init__(
+        self,
+        media: Media,
+        store: MediaAdminStore,
+        files: MediaFiles,
+        users: AccountsAdmin,
+    ) -> None:
+        self._media = media
+        self._store = store
+        self._files = files
+        self._users = users
+
+    async def get_local_media(self, media_id: str) -> LocalMedia | None:
+        return await self._media.store.get_local_media(media_id)
+
+    async def get_remote_media(self, origin: str, media_id: str) -> RemoteMedia | None:
+        return await self._media.store.get_remote_media(origin, media_id)
+
+    async def set_local_media_quarantined(self, media_id: str, value: bool) -> bool:
+        return await self._media.store.set_local_media_quarantined(media_id, value)
+
+    async def get_user_media(
+        self, user_id: str, start: int, limit: int, forwards: bool
+    ) -> tuple[list[LocalMedia], int]:
+        return await self._store.get_user_media(user_id, start, limit, forwards)
+
+    async def get_user_media_stats(
+        self, start: int, limit: int, forwards: bool
+    ) -> tuple[list[UserMediaStats], int]:
+        return await self._store.get_user_media_stats(start, limit, forwards)
+
+    async def _delete_files(self, hashes: list[str]) -> None:
+        for sha in hashes:
+            async with self._files.lock(sha):
+                if not await self._media.store.is_sha256_referenced(sha):
+                    await self._files.delete(sha)
+
+    async def delete_local_media(self, media_ids: list[str]) -> None:
+        if media_ids:
+            await self._delete_files(await self._store.delete_local_media(media_ids))
+
+    async def get_old_media_ids(
+        self, before_ts: int, size_gt: int, keep_profiles: bool
+    ) -> list[str]:
+        return await self._store.get_old_media_ids(before_ts, size_gt, keep_profiles)
+
+    async def purge_remote_cache(self, before_ts: int) -> int:
+        count, hashes = await self._store.purge_remote_media(before_ts)
+        await self._delete_files(hashes)
+        return count
+
+    async def get_displayname(self, user_id: str) -> str | None:
+        row = await self._users.get_user(user_id)
+        return None if row is None else row.displayname
+
+
+def build_admin_media(
+    config: HomeserverConfig, db: Database, admin: Admin, media: Media
+) -> list[Endpoint]:
+    """The media endpoints, built after the media repository (last in start-up)."""
+    if media.files is None:
+        return []
+    ops = MediaAdmin(media, MediaAdminStore(db), media.files, admin.users)
+    return MediaAdminResource(admin.users, ops, config.server_name).endpoints()
