@@ -8,9 +8,14 @@ from pathlib import Path
 from tests.api.test_admin_users import OVERRIDES, admin_user
 from tests.helpers.accounts import accounts_server
 from tests.helpers.media import V1_MEDIA, mxc_path, request, upload
-from tests.helpers.rooms import make_user, q
+from tests.helpers.rooms import User, make_user, q
+from tests.helpers.sync import User as MediaUser
 
 V1 = "/_synapse/admin/v1"
+
+
+def _media_user(user: User) -> MediaUser:
+    return MediaUser(user.api, user.user_id, user.token, user.device_id)
 
 
 async def test_media_admin(tmp_path: Path, db_engine: str) -> None:
@@ -20,9 +25,15 @@ async def test_media_admin(tmp_path: Path, db_engine: str) -> None:
     ):
         root = await admin_user(api)
         bob = await make_user(api, "bob")
-        small = mxc_path(await upload(bob, b"x" * 10, "text/plain", "a.txt"))
-        big = mxc_path(await upload(bob, b"y" * 5000, "text/plain", "b.txt"))
-        shared = mxc_path(await upload(root, b"y" * 5000, "text/plain", "c.txt"))
+        small = mxc_path(
+            await upload(_media_user(bob), b"x" * 10, "text/plain", "a.txt")
+        )
+        big = mxc_path(
+            await upload(_media_user(bob), b"y" * 5000, "text/plain", "b.txt")
+        )
+        shared = mxc_path(
+            await upload(_media_user(root), b"y" * 5000, "text/plain", "c.txt")
+        )
         small_id, big_id = small.split("/")[1], big.split("/")[1]
 
         status, out = await bob.call("GET", f"{V1}/media/{small}", prefix="")
@@ -43,12 +54,12 @@ async def test_media_admin(tmp_path: Path, db_engine: str) -> None:
             "POST", f"{V1}/media/quarantine/{small}", {}, prefix=""
         )
         assert (status, out) == (200, {})
-        got = await request(bob, "GET", f"{V1_MEDIA}/download/{small}")
+        got = await request(_media_user(bob), "GET", f"{V1_MEDIA}/download/{small}")
         assert got.status == 404
         status, out = await root.call("GET", f"{V1}/media/{small}", prefix="")
         assert out["media_info"]["quarantined_by"] is not None
         await root.call("POST", f"{V1}/media/unquarantine/{small}", {}, prefix="")
-        got = await request(bob, "GET", f"{V1_MEDIA}/download/{small}")
+        got = await request(_media_user(bob), "GET", f"{V1_MEDIA}/download/{small}")
         assert got.status == 200
 
         # Per-user listing and statistics.
@@ -78,7 +89,7 @@ async def test_media_admin(tmp_path: Path, db_engine: str) -> None:
         assert status == 200, out
         assert sorted(out["deleted_media"]) == sorted([big_id, shared.split("/")[1]])
         assert out["total"] == 2
-        got = await request(bob, "GET", f"{V1_MEDIA}/download/{big}")
+        got = await request(_media_user(bob), "GET", f"{V1_MEDIA}/download/{big}")
         assert got.status == 404
 
         # Delete by ID.
