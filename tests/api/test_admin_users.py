@@ -3,8 +3,11 @@ access, shapes, pagination and errors; the spec's whois and lock/suspend."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from ranvier.api.admin.register import registration_mac
 from tests.helpers.accounts import Api, accounts_server
@@ -341,3 +344,52 @@ async def test_create_modify_and_sessions(tmp_path: Path, db_engine: str) -> Non
         )
         assert (status, out["deactivated"]) == (200, False)
         await api.login("frank", "pw-frank-3")
+
+
+REGISTER_NEW_MATRIX_USER = (
+    Path(__file__).resolve().parents[2]
+    / "bench"
+    / ".venv-synapse"
+    / "bin"
+    / "register_new_matrix_user"
+)
+
+
+async def test_synapse_register_new_matrix_user(tmp_path: Path) -> None:
+    """Synapse's own script, when its venv is there (tests/federation/interop)."""
+    if not REGISTER_NEW_MATRIX_USER.exists():
+        pytest.skip("Synapse's venv (bench/.venv-synapse) is not installed")
+    async with accounts_server(tmp_path, overrides=OVERRIDES) as (hs, api):
+        proc = await asyncio.create_subprocess_exec(
+            str(REGISTER_NEW_MATRIX_USER),
+            "-u",
+            "operator",
+            "-p",
+            "pw-operator",
+            "-a",
+            "-k",
+            SECRET,
+            hs.base_url,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await proc.communicate()
+        assert proc.returncode == 0, out.decode()
+        login = await api.login("operator", "pw-operator")
+        status, body = await api.call(
+            "GET",
+            "/_synapse/admin/v1/users/@operator:localhost/admin",
+            prefix="",
+            token=login["access_token"],
+        )
+        assert (status, body) == (200, {"admin": True})
+        # A wrong secret fails with the script's error.
+        proc = await asyncio.create_subprocess_exec(
+            str(REGISTER_NEW_MATRIX_USER),
+            "-u", "other", "-p", "pw-other", "--no-admin", "-k", "wrong", hs.base_url,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        out, _ = await proc.communicate()
+        assert proc.returncode != 0
+        assert b"HMAC incorrect" in out
