@@ -135,3 +135,36 @@ async def test_rooms_admin(tmp_path: Path, db_engine: str) -> None:
             "GET", f"{V2}/rooms/delete_status/nope", prefix=""
         )
         assert (status, out["errcode"]) == (404, "M_NOT_FOUND")
+
+
+async def test_make_room_admin(tmp_path: Path, db_engine: str) -> None:
+    async with accounts_server(tmp_path, engine=db_engine, overrides=OVERRIDES) as (
+        _hs,
+        api,
+    ):
+        root = await admin_user(api)
+        bob = await make_user(api, "bob")
+        carol = await make_user(api, "carol")
+        room = await bob.create_room(preset="private_chat")
+        path = f"{V1}/rooms/{q(room)}/make_room_admin"
+        status, out = await carol.call(
+            "POST", path, {"user_id": carol.user_id}, prefix=""
+        )
+        assert (status, out["errcode"]) == (403, "M_FORBIDDEN")
+        status, out = await root.call(
+            "POST", path, {"user_id": carol.user_id}, prefix=""
+        )
+        assert (status, out) == (200, {})
+        # Carol was invited and, once joined, can do what admins do.
+        assert (await carol.join(room))[0] == 200
+        status, levels = await carol.call(
+            "GET", f"/rooms/{q(room)}/state/m.room.power_levels/"
+        )
+        assert status == 200
+        assert levels["users"][carol.user_id] == 100
+        status, _ = await carol.put_state(room, "m.room.name", {"name": "mine now"})
+        assert status == 200
+        status, out = await root.call(
+            "POST", path, {"user_id": "@x:elsewhere.example"}, prefix=""
+        )
+        assert (status, out["errcode"]) == (400, "M_INVALID_PARAM")

@@ -50,8 +50,9 @@ JoinedRooms = Callable[[str], Awaitable[list[str]]]
 class RoomsAdminOps:
     """What the room endpoints do through the rooms services."""
 
-    def __init__(self, rooms: Rooms) -> None:
+    def __init__(self, rooms: Rooms, server_name: str) -> None:
         self._rooms = rooms
+        self._server_name = server_name
 
     async def get_state_json(self, room_id: str) -> list[dict[str, Any]]:
         state = await self._rooms.state_reader.get_current_state(room_id)
@@ -61,6 +62,58 @@ class RoomsAdminOps:
 
     async def leave(self, user_id: str, room_id: str, reason: str | None) -> None:
         await self._rooms.membership.leave(user_id, room_id, reason)
+
+    async def resolve_room(self, room_id_or_alias: str) -> str:
+        return await self._rooms.membership.resolve_room(room_id_or_alias)
+
+    async def make_room_admin(self, room_id: str, user_id: str) -> None:
+        levels = (
+            await self._rooms.state_reader.get_current_content(
+                room_id, "m.room.power_levels"
+            )
+            or {}
+        )
+        users: dict[str, Any] = dict(levels.get("users") or {})
+        default = levels.get("users_default", 0)
+        creators: set[str] = set()
+        version = await self._rooms.rooms.get_room_version(room_id)
+        if version is not None and version.privileged_creators:
+            # Room v12+ (MSC4289): creators outrank every power level and are never
+            # listed in `users`; what they grant is the highest listed level (or 100).
+            create = await self._rooms.state_reader.get_current_state_event(
+                room_id, "m.room.create", ""
+            )
+            if create is not None:
+                extra = create.content.get("additional_creators") or []
+                creators = {create.sender, *(u for u in extra if isinstance(u, str))}
+        joined = await self._rooms.rooms.get_joined_user_ids(room_id)
+        local = [u for u in joined if u.endswith(":" + self._server_name)]
+        if not local:
+            raise MatrixError(
+                400, "M_UNKNOWN", "No local user in the room to grant it."
+            )
+        infinite = float("inf")
+
+        def level(u: str) -> float:
+            return infinite if u in creators else float(users.get(u, default))
+
+        granter = max(local, key=lambda u: (level(u), u))
+        power = level(granter)
+        if power == infinite:
+            power = max([100, *(int(v) for v in users.values())])
+        if user_id in creators:
+            return
+        if user_id != granter:
+            users[user_id] = int(power)
+            await self._rooms.messages.send_state(
+                user_id=granter,
+                room_id=room_id,
+                event_type="m.room.power_levels",
+                state_key="",
+                content={**levels, "users": users},
+            )
+        if user_id not in joined:
+            await self._rooms.membership.invite(granter, room_id, user_id)
 
     async def remove_from_directory(self, room_id: str) -> list[str]:
         await self._rooms.rooms.set_room_is_public(room_id, False)
@@ -238,7 +291,7 @@ def build_admin(
             *RoomsAdminResource(
                 users,
                 room_store,
-                RoomsAdminOps(rooms),
+                RoomsAdminOps(rooms, config.server_name),
                 supervisor.start,
                 config.server_name,
             ).endpoints(),

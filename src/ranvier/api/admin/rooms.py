@@ -6,6 +6,7 @@
     GET    /_synapse/admin/v1/rooms/{roomId}/state
     GET    /_synapse/admin/v1/rooms/{roomId}/block    (PUT {"block": bool})
     GET    /_synapse/admin/v1/rooms/{roomId}/forward_extremities
+    POST   /_synapse/admin/v1/rooms/{roomIdOrAlias}/make_room_admin  {"user_id"}
     DELETE /_synapse/admin/v2/rooms/{roomId}          asynchronous: {"delete_id"}
     GET    /_synapse/admin/v2/rooms/{roomId}/delete_status
     GET    /_synapse/admin/v2/rooms/delete_status/{deleteId}
@@ -55,6 +56,13 @@ class RoomAdminOps(Protocol):
 
     async def remove_from_directory(self, room_id: str) -> list[str]:
         """Unpublish the room and delete its local aliases; returns the aliases."""
+        ...
+
+    async def resolve_room(self, room_id_or_alias: str) -> str: ...
+
+    async def make_room_admin(self, room_id: str, user_id: str) -> None:
+        """Give `user_id` the power of the room's most powerful local member (through
+        that member), inviting them first when they are not joined."""
         ...
 
 
@@ -245,6 +253,17 @@ class RoomsAdminResource:
             ],
         }
 
+    async def make_room_admin(self, req: MatrixRequest) -> dict[str, Any]:
+        me = await self._gate.require_admin(req)
+        room_id = await self._ops.resolve_room(req.path_param("roomId"))
+        await self._room(room_id)
+        body = await req.json()
+        user_id = body.get_str("user_id") or me
+        if user_id.partition(":")[2] != self._server_name:
+            raise invalid_param("User must be local to make them room admin")
+        await self._ops.make_room_admin(room_id, user_id)
+        return {}
+
     async def delete_room(self, req: MatrixRequest) -> dict[str, Any]:
         me = await self._gate.require_admin(req)
         room_id = req.path_param("roomId")
@@ -326,6 +345,7 @@ class RoomsAdminResource:
             Endpoint("GET", (f"{room}/block",), self.get_block),
             Endpoint("PUT", (f"{room}/block",), self.put_block),
             Endpoint("GET", (f"{room}/forward_extremities",), self.forward_extremities),
+            Endpoint("POST", (f"{room}/make_room_admin",), self.make_room_admin),
             Endpoint("DELETE", (f"{V2}/rooms/{{roomId}}",), self.delete_room),
             Endpoint(
                 "GET",
