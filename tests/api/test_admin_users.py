@@ -308,6 +308,18 @@ async def test_create_modify_and_sessions(tmp_path: Path, db_engine: str) -> Non
             "POST", f"/_synapse/admin/v1/users/{q(root.user_id)}/login", {}, prefix=""
         )
         assert status == 400
+        # With an expiry in the past the token is dead at once (soft logout).
+        status, out = await root.call(
+            "POST",
+            f"/_synapse/admin/v1/users/{q(uid)}/login",
+            {"valid_until_ms": 1},
+            prefix="",
+        )
+        assert status == 200
+        status, who = await api.call(
+            "GET", "/account/whoami", token=out["access_token"]
+        )
+        assert (status, who["errcode"]) == (401, "M_UNKNOWN_TOKEN")
 
         # Joined rooms, shadow ban, device deletion.
         room = await root.create_room()

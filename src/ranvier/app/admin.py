@@ -7,6 +7,7 @@ modules depend on one narrow protocol and the accounts side keeps its invariants
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -216,15 +217,18 @@ class AccountsAdmin:
         return await self._joined_rooms(user_id)
 
     async def login_as(self, user_id: str, valid_until_ms: int | None) -> str:
-        # A session of its own (a device the user can see and revoke); an expiry is
-        # not enforced on it yet.
-        issued = await self._accounts.sessions.create_login(
+        # A session of its own: a device the user can see and revoke, whose token
+        # expires at `valid_until_ms` when given.
+        login, issued = self._accounts.sessions.prepare_login(
             user_id,
             device_id=None,
             initial_display_name="admin login",
             want_refresh=False,
             client_ip=None,
         )
+        if valid_until_ms is not None:
+            login = dataclasses.replace(login, access_expires_ts=valid_until_ms)
+        await self._accounts.store.create_login(login)
         return issued.access_token
 
     # -- shared-secret registration ------------------------------------------------------
