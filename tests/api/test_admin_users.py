@@ -405,3 +405,41 @@ async def test_synapse_register_new_matrix_user(tmp_path: Path) -> None:
         out, _ = await proc.communicate()
         assert proc.returncode != 0
         assert b"HMAC incorrect" in out
+
+
+async def test_pushers_and_account_data(tmp_path: Path, db_engine: str) -> None:
+    async with accounts_server(tmp_path, engine=db_engine, overrides=OVERRIDES) as (
+        _hs,
+        api,
+    ):
+        root = await admin_user(api)
+        bob = await make_user(api, "bob")
+        pusher = {
+            "kind": "http",
+            "app_id": "com.example.app",
+            "pushkey": "KEY",
+            "app_display_name": "Example",
+            "device_display_name": "Phone",
+            "lang": "en",
+            "data": {"url": "https://push.example/_matrix/push/v1/notify"},
+        }
+        status, out = await bob.call("POST", "/pushers/set", pusher)
+        assert status == 200, out
+        room = await bob.create_room()
+        uid = q(bob.user_id)
+        await bob.call("PUT", f"/user/{uid}/account_data/org.example.g", {"a": 1})
+        await bob.call(
+            "PUT", f"/user/{uid}/rooms/{q(room)}/account_data/org.example.r", {"b": 2}
+        )
+        base = f"/_synapse/admin/v1/users/{uid}"
+        status, out = await bob.call("GET", f"{base}/pushers", prefix="")
+        assert status == 403
+        status, out = await root.call("GET", f"{base}/pushers", prefix="")
+        assert status == 200, out
+        assert out["total"] == 1
+        assert out["pushers"][0]["pushkey"] == "KEY"
+        assert out["pushers"][0]["app_id"] == "com.example.app"
+        status, out = await root.call("GET", f"{base}/accountdata", prefix="")
+        assert status == 200, out
+        assert out["account_data"]["global"]["org.example.g"] == {"a": 1}
+        assert out["account_data"]["rooms"][room]["org.example.r"] == {"b": 2}

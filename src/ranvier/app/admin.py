@@ -42,6 +42,7 @@ from ranvier.storage.stores.admin import (
 from ranvier.storage.stores.admin_media import MediaAdminStore, UserMediaStats
 from ranvier.storage.stores.admin_rooms import RoomAdminStore
 from ranvier.storage.stores.media import LocalMedia, RemoteMedia
+from ranvier.storage.stores.pushers import PusherRow, PusherStore
 from ranvier.util.clock import Clock
 from ranvier.util.supervisor import TaskSupervisor
 
@@ -132,12 +133,14 @@ class AccountsAdmin:
         store: AdminStore,
         clock: Clock,
         joined_rooms: JoinedRooms,
+        pushers: PusherStore,
     ) -> None:
         self._server_name = server_name
         self._accounts = accounts
         self._store = store
         self._clock = clock
         self._joined_rooms = joined_rooms
+        self._pushers = pushers
 
     async def is_admin(self, user_id: str) -> bool:
         row = await self._accounts.store.get_user(user_id)
@@ -231,6 +234,12 @@ class AccountsAdmin:
         await self._accounts.store.create_login(login)
         return issued.access_token
 
+    async def get_pushers(self, user_id: str) -> list[PusherRow]:
+        return await self._pushers.get_pushers(user_id)
+
+    async def get_account_data(self, user_id: str) -> list[tuple[str, str, Any]]:
+        return await self._store.get_account_data(user_id)
+
     # -- shared-secret registration ------------------------------------------------------
 
     async def register_admin_created(
@@ -282,7 +291,12 @@ def build_admin(
     room_store = RoomAdminStore(db, config.server_name)
     rooms.membership.blocked_rooms = room_store
     users = AccountsAdmin(
-        config.server_name, accounts, store, clock, rooms.membership.get_joined_rooms
+        config.server_name,
+        accounts,
+        store,
+        clock,
+        rooms.membership.get_joined_rooms,
+        PusherStore(db),
     )
     shared = SharedSecretRegistration(config.registration.shared_secret, users, clock)
     return Admin(

@@ -14,6 +14,8 @@
     GET    /_synapse/admin/v1/users/{userId}/joined_rooms
     POST   /_synapse/admin/v1/users/{userId}/shadow_ban  (DELETE lifts it)
     POST   /_synapse/admin/v1/users/{userId}/login       "login as user"
+    GET    /_synapse/admin/v1/users/{userId}/pushers
+    GET    /_synapse/admin/v1/users/{userId}/accountdata
     GET    /_matrix/client/v3/admin/whois/{userId}       (spec: Client-Server > Admin)
     GET    /_matrix/client/v1/admin/{lock,suspend}/{userId}  (PUT sets; spec v1.18)
 
@@ -38,6 +40,7 @@ from ranvier.core.errors import (
 )
 from ranvier.storage.stores.accounts import DeviceRow
 from ranvier.storage.stores.admin import ORDER_COLUMNS, AdminUserRow, UserQuery
+from ranvier.storage.stores.pushers import PusherRow
 
 V1: Final = "/_synapse/admin/v1"
 V2: Final = "/_synapse/admin/v2"
@@ -83,6 +86,10 @@ class AdminUsers(Protocol):
     async def get_joined_rooms(self, user_id: str) -> list[str]: ...
 
     async def login_as(self, user_id: str, valid_until_ms: int | None) -> str: ...
+
+    async def get_pushers(self, user_id: str) -> list[PusherRow]: ...
+
+    async def get_account_data(self, user_id: str) -> list[tuple[str, str, Any]]: ...
 
 
 class AdminCheck(Protocol):
@@ -433,6 +440,41 @@ class UsersAdminResource:
         token = await self._users.login_as(user_id, valid_until)
         return {"access_token": token}
 
+    async def pushers(self, req: MatrixRequest) -> dict[str, Any]:
+        await self._gate.require_admin(req)
+        user_id = req.path_param("userId")
+        self._local(user_id, "Can only look up local users")
+        await self._existing(user_id)
+        rows = await self._users.get_pushers(user_id)
+        pushers = [
+            {
+                "app_display_name": p.app_display_name,
+                "app_id": p.app_id,
+                "data": p.data,
+                "device_display_name": p.device_display_name,
+                "kind": p.kind,
+                "lang": p.lang,
+                "profile_tag": p.profile_tag or "",
+                "pushkey": p.pushkey,
+            }
+            for p in rows
+        ]
+        return {"pushers": pushers, "total": len(pushers)}
+
+    async def account_data(self, req: MatrixRequest) -> dict[str, Any]:
+        await self._gate.require_admin(req)
+        user_id = req.path_param("userId")
+        self._local(user_id, "Can only look up local users")
+        await self._existing(user_id)
+        global_data: dict[str, Any] = {}
+        rooms: dict[str, dict[str, Any]] = {}
+        for room_id, data_type, content in await self._users.get_account_data(user_id):
+            if room_id:
+                rooms.setdefault(room_id, {})[data_type] = content
+            else:
+                global_data[data_type] = content
+        return {"account_data": {"global": global_data, "rooms": rooms}}
+
     async def _spec_target(self, req: MatrixRequest) -> AdminUserRow:
         user_id = req.path_param("userId")
         self._local(user_id, "The user ID does not belong to this server")
@@ -501,6 +543,8 @@ class UsersAdminResource:
             Endpoint("POST", (f"{v1user}/shadow_ban",), self.shadow_ban),
             Endpoint("DELETE", (f"{v1user}/shadow_ban",), self.unshadow_ban),
             Endpoint("POST", (f"{v1user}/login",), self.login_as),
+            Endpoint("GET", (f"{v1user}/pushers",), self.pushers),
+            Endpoint("GET", (f"{v1user}/accountdata",), self.account_data),
             Endpoint("GET", lock, self.get_lock),
             Endpoint("PUT", lock, self.put_lock),
             Endpoint("GET", suspend, self.get_suspend),

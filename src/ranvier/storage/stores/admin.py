@@ -186,6 +186,15 @@ def _reactivate_txn(txn: Txn, user_id: str) -> None:
     txn.execute("DELETE FROM erased_users WHERE user_id = ?", (user_id,))
 
 
+def _account_data_txn(txn: Txn, user_id: str) -> list[tuple[str, str, Any]]:
+    txn.execute(
+        "SELECT room_id, data_type, content FROM account_data WHERE user_id = ?"
+        " ORDER BY room_id, data_type",
+        (user_id,),
+    )
+    return [(str(r[0]), str(r[1]), orjson.loads(str(r[2]))) for r in txn.fetchall()]
+
+
 def _get_flags_txn(txn: Txn, user_id: str) -> tuple[bool, bool] | None:
     txn.execute("SELECT locked, suspended FROM users WHERE user_id = ?", (user_id,))
     r = txn.fetchone()
@@ -214,6 +223,12 @@ class AdminStore:
 
     async def reactivate_user(self, user_id: str) -> None:
         await self._db.run_txn("admin_reactivate_user", _reactivate_txn, user_id)
+
+    async def get_account_data(self, user_id: str) -> list[tuple[str, str, Any]]:
+        """(room ID, "" for global; type; content) of every entry of the user."""
+        return await self._db.run_read_txn(
+            "admin_account_data", _account_data_txn, user_id
+        )
 
     async def get_lock_flags(self, user_id: str) -> tuple[bool, bool] | None:
         """(locked, suspended), None for an unknown user."""
