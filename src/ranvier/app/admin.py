@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ranvier.api.admin.federation import FederationAdminResource
 from ranvier.api.admin.media import MediaAdminResource
 from ranvier.api.admin.moderation import ModerationResource
 from ranvier.api.admin.register import SharedSecretRegistration
@@ -19,6 +20,7 @@ from ranvier.api.admin.rooms import RoomsAdminResource
 from ranvier.api.admin.users import UsersAdminResource
 from ranvier.api.http import Endpoint
 from ranvier.app.accounts import Accounts
+from ranvier.app.federation import Federation
 from ranvier.app.media import Media
 from ranvier.app.rooms import Rooms
 from ranvier.config.schema import HomeserverConfig
@@ -36,6 +38,7 @@ from ranvier.storage.stores.accounts import (
 from ranvier.storage.stores.admin import (
     AdminStore,
     AdminUserRow,
+    DestinationRow,
     ReportAdminStore,
     UserQuery,
 )
@@ -377,6 +380,24 @@ class MediaAdmin:
     async def get_displayname(self, user_id: str) -> str | None:
         row = await self._users.get_user(user_id)
         return None if row is None else row.displayname
+
+
+class FederationDestinations:
+    def __init__(self, store: AdminStore, federation: Federation) -> None:
+        self._store = store
+        self._federation = federation
+
+    async def get_destinations(self) -> list[DestinationRow]:
+        return await self._store.get_destinations()
+
+    async def reset_destination(self, destination: str) -> None:
+        # As if the destination had contacted us: the backoff goes and its queue wakes.
+        await self._federation.retry.record_success(destination)
+
+
+def build_admin_federation(admin: Admin, federation: Federation) -> list[Endpoint]:
+    ops = FederationDestinations(admin.store, federation)
+    return FederationAdminResource(admin.users, ops).endpoints()
 
 
 def build_admin_media(

@@ -19,7 +19,7 @@ from ranvier.api.http import Authenticator, Endpoint, HttpSettings
 from ranvier.api.keys.server import ServerKeyResource
 from ranvier.api.metrics import ServerMetrics
 from ranvier.app.accounts import Accounts, build_accounts
-from ranvier.app.admin import build_admin, build_admin_media
+from ranvier.app.admin import build_admin, build_admin_federation, build_admin_media
 from ranvier.app.client_extras import build_client_extras, build_openid
 from ranvier.app.e2e import SeamEdus, build_e2e, build_key_counts
 from ranvier.app.federation import Federation, build_federation
@@ -401,9 +401,10 @@ async def build_homeserver(
         hs.resources["media"].extend(hs.media.media_endpoints)
         hs.resources["federation"].extend(hs.media.federation_endpoints)
         # --- end media repository --------------------------------------------------------
-        # --- admin API, media (issue #14) ------------------------------------------------
+        # --- admin API, late parts (issue #14): media, federation destinations ----------
         hs.resources["admin"].extend(build_admin_media(config, db, admin, hs.media))
-        # --- end admin API, media --------------------------------------------------------
+        hs.resources["admin"].extend(build_admin_federation(admin, hs.federation))
+        # --- end admin API, late parts ---------------------------------------------------
         opened.pop_all()  # `Homeserver.stop()` owns them now
         return hs
     except BaseException:

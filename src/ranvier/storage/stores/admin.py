@@ -195,6 +195,30 @@ def _account_data_txn(txn: Txn, user_id: str) -> list[tuple[str, str, Any]]:
     return [(str(r[0]), str(r[1]), orjson.loads(str(r[2]))) for r in txn.fetchall()]
 
 
+@dataclass(frozen=True, slots=True)
+class DestinationRow:
+    destination: str
+    failure_ts: int | None
+    retry_last_ts: int
+    retry_interval_ms: int
+
+
+def _destinations_txn(txn: Txn) -> list[DestinationRow]:
+    txn.execute(
+        "SELECT destination, failure_ts, retry_last_ts, retry_interval_ms"
+        " FROM federation_destination_retry"
+    )
+    out = {
+        str(r[0]): DestinationRow(str(r[0]), int(r[1]), int(r[2]), int(r[3]))
+        for r in txn.fetchall()
+    }
+    # Destinations with queued PDUs but no failure yet.
+    txn.execute("SELECT DISTINCT destination FROM federation_destination_pdus")
+    for r in txn.fetchall():
+        out.setdefault(str(r[0]), DestinationRow(str(r[0]), None, 0, 0))
+    return list(out.values())
+
+
 def _get_flags_txn(txn: Txn, user_id: str) -> tuple[bool, bool] | None:
     txn.execute("SELECT locked, suspended FROM users WHERE user_id = ?", (user_id,))
     r = txn.fetchone()
@@ -229,6 +253,9 @@ class AdminStore:
         return await self._db.run_read_txn(
             "admin_account_data", _account_data_txn, user_id
         )
+
+    async def get_destinations(self) -> list[DestinationRow]:
+        return await self._db.run_read_txn("admin_destinations", _destinations_txn)
 
     async def get_lock_flags(self, user_id: str) -> tuple[bool, bool] | None:
         """(locked, suspended), None for an unknown user."""
