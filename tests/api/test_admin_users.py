@@ -443,3 +443,29 @@ async def test_pushers_and_account_data(tmp_path: Path, db_engine: str) -> None:
         assert status == 200, out
         assert out["account_data"]["global"]["org.example.g"] == {"a": 1}
         assert out["account_data"]["rooms"][room]["org.example.r"] == {"b": 2}
+
+
+async def test_shadow_ban_hides_sends(tmp_path: Path, db_engine: str) -> None:
+    async with accounts_server(tmp_path, engine=db_engine, overrides=OVERRIDES) as (
+        _hs,
+        api,
+    ):
+        root = await admin_user(api)
+        bob = await make_user(api, "bob")
+        carol = await make_user(api, "carol")
+        room = await root.create_room(preset="public_chat")
+        assert (await bob.join(room))[0] == 200
+        await bob.send(room, "before")
+        ban = f"/_synapse/admin/v1/users/{q(bob.user_id)}/shadow_ban"
+        assert await root.call("POST", ban, {}, prefix="") == (200, {})
+        # Bob is told it worked; nobody sees it; his invites go nowhere either.
+        event_id = await bob.send(room, "hidden")
+        assert event_id.startswith("$")
+        status, out = await bob.invite(room, carol.user_id)
+        assert (status, out) == (200, {})
+        assert await root.timeline_bodies(room) == ["before"]
+        status, out = await carol.call("GET", "/sync?timeout=0")
+        assert room not in out.get("rooms", {}).get("invite", {})
+        assert await root.call("DELETE", ban, prefix="") == (200, {})
+        await bob.send(room, "after")
+        assert await root.timeline_bodies(room) == ["before", "after"]

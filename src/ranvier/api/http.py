@@ -13,6 +13,7 @@ import enum
 import itertools
 import logging
 import re
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -81,6 +82,8 @@ class Requester:
     # Spec: account locking (every request 401 M_USER_LOCKED) and suspension (read-only).
     locked: bool = False
     suspended: bool = False
+    # Synapse's shadow-ban: sends and invites answer success but do nothing.
+    shadow_banned: bool = False
 
 
 class Authenticator(Protocol):
@@ -431,6 +434,10 @@ class _Dispatcher:
             mreq = await self._authenticate_server(request)
         else:
             mreq = MatrixRequest(request, await self._authenticate(request))
+        if mreq.requester is not None and mreq.requester.shadow_banned:
+            faked = shadow_banned_answer(request)
+            if faked is not None:
+                return json_response(faked)
         if self._bucket is not None and self._limiter is not None:
             key = mreq.requester.user_id if mreq.requester else mreq.client_ip
             wait = self._limiter.check(self._ep.ratelimit or "", key, self._bucket)
@@ -496,6 +503,19 @@ _SUSPENDED_ALLOWED: Final = re.compile(
     r"|sendToDevice/.*|search)"
 )
 _READ_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
+_SHADOW_SEND: Final = re.compile(r"/_matrix/client/[^/]+/rooms/[^/]+/send/.+")
+_SHADOW_INVITE: Final = re.compile(r"/_matrix/client/[^/]+/rooms/[^/]+/invite")
+
+
+def shadow_banned_answer(request: web.Request) -> JsonDict | None:
+    """What a shadow-banned user is told instead of sending or inviting (as Synapse):
+    a made-up event ID, or an empty success; None for requests that run normally."""
+    path = request.path
+    if request.method == "PUT" and _SHADOW_SEND.fullmatch(path):
+        return {"event_id": "$" + secrets.token_urlsafe(32)}
+    if request.method == "POST" and _SHADOW_INVITE.fullmatch(path):
+        return {}
+    return None
 
 
 def check_account_restrictions(request: web.Request, requester: Requester) -> None:

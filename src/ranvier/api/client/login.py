@@ -57,6 +57,7 @@ class AccessTokenAuthenticator:
             owner.token_id,
             locked=owner.locked,
             suspended=owner.suspended,
+            shadow_banned=owner.shadow_banned,
         )
 
 

@@ -90,6 +90,7 @@ class TokenOwner:
     token_id: int
     locked: bool = False
     suspended: bool = False
+    shadow_banned: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +193,7 @@ class SessionService:
                 row.token_id,
                 locked=row.locked,
                 suspended=row.suspended,
+                shadow_banned=row.shadow_banned,
             ),
             expires_ts=row.expires_ts,
             refresh_token_id=row.refresh_token_id,

@@ -57,6 +57,7 @@ class AccessTokenRow:
     # Admin API account flags (spec: account locking and suspension).
     locked: bool = False
     suspended: bool = False
+    shadow_banned: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -445,7 +446,7 @@ def _insert_access_token_txn(
 def _get_access_token_txn(txn: Txn, token_hash: str) -> AccessTokenRow | None:
     txn.execute(
         "SELECT t.id, t.user_id, t.device_id, u.is_guest, t.expires_ts, t.refresh_token_id,"
-        " t.used, u.locked, u.suspended"
+        " t.used, u.locked, u.suspended, u.shadow_banned"
         " FROM access_tokens AS t JOIN users AS u ON u.user_id = t.user_id"
         " WHERE t.token_hash = ? AND NOT u.deactivated",
         (token_hash,),
@@ -463,6 +464,7 @@ def _get_access_token_txn(txn: Txn, token_hash: str) -> AccessTokenRow | None:
         used=bool(row[6]),
         locked=bool(row[7]),
         suspended=bool(row[8]),
+        shadow_banned=bool(row[9]),
     )
 
 
