@@ -80,6 +80,7 @@ async def test_metrics_scrape(tmp_path: Path, db_engine: str) -> None:
         ]
         assert sum(txns) > 10
         assert ("ranvier_sync_long_polls", ()) in samples
+        assert ("ranvier_db_transactions_in_flight", ()) in samples
         assert ("ranvier_federation_active_destinations", ()) in samples
         assert samples[("process_resident_memory_bytes", ())] > 0
         assert ("process_cpu_seconds_total", ()) in samples

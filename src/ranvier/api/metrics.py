@@ -62,11 +62,6 @@ class ServerMetrics:
             buckets=HTTP_BUCKETS,
             registry=r,
         )
-        self.http_in_flight = Gauge(
-            "ranvier_http_requests_in_flight",
-            "Requests being handled now.",
-            registry=r,
-        )
         self.db_txns = Counter(
             "ranvier_db_transactions",
             "Database transactions run, by name and outcome.",
@@ -78,6 +73,11 @@ class ServerMetrics:
             "Database transaction time including the wait for a connection, by name.",
             ("name",),
             buckets=DB_BUCKETS,
+            registry=r,
+        )
+        self.db_in_flight = Gauge(
+            "ranvier_db_transactions_in_flight",
+            "Database transactions running or waiting for a connection now.",
             registry=r,
         )
         self.events_persisted = Counter(
@@ -113,6 +113,9 @@ class ServerMetrics:
 
     def track_sync_waiting(self, read: Callable[[], int]) -> None:
         self.sync_waiting.set_function(read)
+
+    def track_db_in_flight(self, read: Callable[[], int]) -> None:
+        self.db_in_flight.set_function(read)
 
     def track_federation_destinations(self, read: Callable[[], int]) -> None:
         self.federation_destinations.set_function(read)

@@ -183,6 +183,7 @@ async def build_homeserver(
         metrics = ServerMetrics(config.server_name)
         http_settings.request_observer = metrics.observe_request
         db.txn_observer = metrics.observe_txn
+        metrics.track_db_in_flight(lambda: db.active_transactions)
         # --- end metrics ---------------------------------------------------------------
         wk = well_known.WellKnownResource(
             config.public_baseurl,

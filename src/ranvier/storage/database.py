@@ -140,6 +140,11 @@ class Database:
         self.txn_observer: Callable[[str, float, bool], None] | None = None
 
     @property
+    def active_transactions(self) -> int:
+        """Transactions running or waiting for a connection (metrics)."""
+        return self._active
+
+    @property
     def engine(self) -> Dialect:
         return self._engine.dialect
 
