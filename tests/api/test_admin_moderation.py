@@ -105,6 +105,21 @@ async def test_registration_tokens(tmp_path: Path, db_engine: str) -> None:
         assert out["registration_tokens"] == []
         status, out = await root.call("GET", f"{base}/abc", prefix="")
         assert (status, out["uses_allowed"]) == (200, 2)
+        status, out = await root.call(
+            "PUT", f"{base}/abc", {"uses_allowed": None, "expiry_time": 99999999999999},
+            prefix="",
+        )  # fmt: skip
+        assert (status, out["uses_allowed"], out["expiry_time"]) == (
+            200,
+            None,
+            99999999999999,
+        )
+        status, out = await root.call(
+            "PUT", f"{base}/abc", {"uses_allowed": 5}, prefix=""
+        )
+        assert (out["uses_allowed"], out["expiry_time"]) == (5, 99999999999999)
+        status, out = await root.call("PUT", f"{base}/nope", {}, prefix="")
+        assert (status, out["errcode"]) == (404, "M_NOT_FOUND")
         assert (await root.call("DELETE", f"{base}/abc", prefix="")) == (200, {})
         status, out = await root.call("GET", f"{base}/abc", prefix="")
         assert (status, out["errcode"]) == (404, "M_NOT_FOUND")

@@ -307,7 +307,7 @@ def build_admin(
             *shared.endpoints(),
             *UsersAdminResource(config.server_name, users).endpoints(),
             *ModerationResource(
-                users, ReportAdminStore(db), accounts.registration, clock
+                users, ReportAdminStore(db), accounts.registration, store, clock
             ).endpoints(),
             *RoomsAdminResource(
                 users,

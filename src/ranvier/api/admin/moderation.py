@@ -6,6 +6,7 @@
     GET    /_synapse/admin/v1/registration_tokens      valid=true|false
     POST   /_synapse/admin/v1/registration_tokens/new
     GET    /_synapse/admin/v1/registration_tokens/{token}
+    PUT    /_synapse/admin/v1/registration_tokens/{token}     uses_allowed, expiry_time
     DELETE /_synapse/admin/v1/registration_tokens/{token}
 
 Reports are what users reported through the client API (api/client/reports.py); only
@@ -53,6 +54,16 @@ class RegistrationTokens(Protocol):
     async def delete_registration_token(self, token: str) -> bool: ...
 
 
+class TokenUpdates(Protocol):
+    async def update_registration_token(
+        self,
+        token: str,
+        *,
+        uses_allowed: object = ...,
+        expiry_ts: object = ...,
+    ) -> bool: ...
+
+
 def report_json(r: EventReportRow) -> dict[str, Any]:
     return {
         "id": r.report_id,
@@ -85,11 +96,13 @@ class ModerationResource:
         admins: AdminCheck,
         reports: EventReports,
         tokens: RegistrationTokens,
+        updates: TokenUpdates,
         clock: Clock,
     ) -> None:
         self._gate = AdminGate(admins)
         self._reports = reports
         self._tokens = tokens
+        self._updates = updates
         self._clock = clock
 
     async def list_reports(self, req: MatrixRequest) -> dict[str, Any]:
@@ -167,6 +180,27 @@ class ModerationResource:
         )
         return token_json(row)
 
+    async def put_token(self, req: MatrixRequest) -> dict[str, Any]:
+        await self._gate.require_admin(req)
+        token = req.path_param("token")
+        body = await req.json()
+        changes: dict[str, int | None] = {}
+        if "uses_allowed" in body:
+            uses = body.get_int("uses_allowed")
+            if uses is not None and uses < 0:
+                raise invalid_param(
+                    "uses_allowed must be a non-negative integer or null"
+                )
+            changes["uses_allowed"] = uses
+        if "expiry_time" in body:
+            expiry = body.get_int("expiry_time")
+            if expiry is not None and expiry <= self._clock.time_msec():
+                raise invalid_param("expiry_time must not be in the past")
+            changes["expiry_ts"] = expiry
+        if not await self._updates.update_registration_token(token, **changes):
+            raise not_found("No such registration token: " + token)
+        return token_json(await self._find(token))
+
     async def delete_token(self, req: MatrixRequest) -> dict[str, Any]:
         await self._gate.require_admin(req)
         token = req.path_param("token")
@@ -184,5 +218,6 @@ class ModerationResource:
             Endpoint("GET", (f"{V1}/registration_tokens",), self.list_tokens),
             Endpoint("POST", (f"{V1}/registration_tokens/new",), self.new_token),
             Endpoint("GET", token, self.get_token),
+            Endpoint("PUT", token, self.put_token),
             Endpoint("DELETE", token, self.delete_token),
         ]

@@ -219,6 +219,28 @@ def _destinations_txn(txn: Txn) -> list[DestinationRow]:
     return list(out.values())
 
 
+_UNCHANGED: Final = object()
+
+
+def _update_token_txn(txn: Txn, token: str, uses_allowed: Any, expiry_ts: Any) -> bool:
+    sets: list[str] = []
+    params: list[Any] = []
+    if uses_allowed is not _UNCHANGED:
+        sets.append("uses_allowed = ?")
+        params.append(uses_allowed)
+    if expiry_ts is not _UNCHANGED:
+        sets.append("expiry_ts = ?")
+        params.append(expiry_ts)
+    if not sets:
+        txn.execute("SELECT 1 FROM registration_tokens WHERE token = ?", (token,))
+        return txn.fetchone() is not None
+    txn.execute(
+        f"UPDATE registration_tokens SET {', '.join(sets)} WHERE token = ?",
+        (*params, token),
+    )
+    return txn.rowcount == 1
+
+
 def _get_flags_txn(txn: Txn, user_id: str) -> tuple[bool, bool] | None:
     txn.execute("SELECT locked, suspended FROM users WHERE user_id = ?", (user_id,))
     r = txn.fetchone()
@@ -256,6 +278,22 @@ class AdminStore:
 
     async def get_destinations(self) -> list[DestinationRow]:
         return await self._db.run_read_txn("admin_destinations", _destinations_txn)
+
+    async def update_registration_token(
+        self,
+        token: str,
+        *,
+        uses_allowed: object = _UNCHANGED,
+        expiry_ts: object = _UNCHANGED,
+    ) -> bool:
+        """Change the given fields (None clears a limit); False for an unknown token."""
+        return await self._db.run_txn(
+            "admin_update_registration_token",
+            _update_token_txn,
+            token,
+            uses_allowed,
+            expiry_ts,
+        )
 
     async def get_lock_flags(self, user_id: str) -> tuple[bool, bool] | None:
         """(locked, suspended), None for an unknown user."""
