@@ -56,7 +56,11 @@ async def test_rooms_admin(tmp_path: Path, db_engine: str) -> None:
         assert "next_batch" not in out
         status, out = await root.call("GET", f"{V1}/rooms?search_term=alp", prefix="")
         assert [r["room_id"] for r in out["rooms"]] == [alpha]
-        for bad in ("order_by=size", "dir=up", "from=-1"):
+        status, out = await root.call(
+            "GET", f"{V1}/rooms?order_by=size&dir=b", prefix=""
+        )
+        assert out["rooms"][0]["room_id"] == alpha
+        for bad in ("order_by=nope", "dir=up", "from=-1"):
             status, out = await root.call("GET", f"{V1}/rooms?{bad}", prefix="")
             assert (status, out["errcode"]) == (400, "M_INVALID_PARAM"), bad
 

@@ -164,6 +164,10 @@ class RoomsAdminResource:
         await self._gate.require_admin(req)
         start, limit = page_params(req)
         order_by = req.query.get("order_by", "name")
+        # Synapse's deprecated spellings.
+        order_by = {"alphabetical": "name", "size": "joined_members"}.get(
+            order_by, order_by
+        )
         if order_by not in ORDER_KEYS:
             raise invalid_param("Unknown value for order_by")
         d = req.query.get("dir", "f")
