@@ -102,3 +102,32 @@ async def test_metrics_not_served_without_resource(tmp_path: Path) -> None:
     async with accounts_server(tmp_path) as (_hs, api):
         status, body = await api.call("GET", "/metrics", prefix="")
         assert (status, body["errcode"]) == (404, "M_UNRECOGNIZED")
+
+
+def test_grafana_dashboard_uses_exported_metrics() -> None:
+    """docs/grafana-dashboard.json only queries metric families the server exports."""
+    import json
+    import re
+
+    from ranvier.api.metrics import ServerMetrics
+
+    dashboard = json.loads(
+        (
+            Path(__file__).resolve().parents[2] / "docs" / "grafana-dashboard.json"
+        ).read_text()
+    )
+    suffixes = {
+        "counter": ("_total",),
+        "histogram": ("_bucket", "_count", "_sum"),
+        "gauge": ("",),
+    }
+    exported = {
+        family.name + suffix
+        for family in ServerMetrics("example.org").registry.collect()
+        for suffix in suffixes.get(family.type, ("",))
+    }
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    assert exprs
+    for expr in exprs:
+        for name in re.findall(r"\b(?:ranvier|process)_[a-z_]+", expr):
+            assert name in exported, (name, expr)
