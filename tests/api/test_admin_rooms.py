@@ -77,6 +77,20 @@ async def test_rooms_admin(tmp_path: Path, db_engine: str) -> None:
         status, out = await root.call("GET", f"{V1}/rooms/{q(alpha)}/state", prefix="")
         assert status == 200
         assert {e["type"] for e in out["state"]} >= {"m.room.create", "m.room.name"}
+        # Messages: every event, even of rooms the admin is not in.
+        await bob.send(gamma, "only bob")
+        msgs = f"{V1}/rooms/{q(gamma)}/messages"
+        status, out = await root.call("GET", f"{msgs}?dir=b&limit=1", prefix="")
+        assert status == 200, out
+        assert [e["content"].get("body") for e in out["chunk"]] == ["only bob"]
+        status, out = await root.call(
+            "GET", f"{msgs}?dir=b&limit=50&from={out['end']}", prefix=""
+        )
+        assert out["chunk"][-1]["type"] == "m.room.create"
+        status, out = await root.call("GET", f"{msgs}?limit=2", prefix="")
+        assert out["chunk"][0]["type"] == "m.room.create"
+        status, out = await root.call("GET", f"{msgs}?from=bogus", prefix="")
+        assert (status, out["errcode"]) == (400, "M_INVALID_PARAM")
         status, out = await root.call(
             "GET", f"{V1}/rooms/{q(alpha)}/forward_extremities", prefix=""
         )

@@ -25,6 +25,7 @@ from ranvier.app.media import Media
 from ranvier.app.rooms import Rooms
 from ranvier.config.schema import HomeserverConfig
 from ranvier.core.errors import MatrixError
+from ranvier.core.room_tokens import InvalidRoomTokenError, RoomToken, parse_room_token
 from ranvier.services.accounts.identifiers import check_new_localpart, user_id_of
 from ranvier.services.accounts.passwords import check_password_acceptable
 from ranvier.services.media.files import MediaFiles
@@ -44,6 +45,7 @@ from ranvier.storage.stores.admin import (
 )
 from ranvier.storage.stores.admin_media import MediaAdminStore, UserMediaStats
 from ranvier.storage.stores.admin_rooms import RoomAdminStore
+from ranvier.storage.stores.events import Direction
 from ranvier.storage.stores.media import LocalMedia, RemoteMedia
 from ranvier.storage.stores.pushers import PusherRow, PusherStore
 from ranvier.util.clock import Clock
@@ -67,6 +69,44 @@ class RoomsAdminOps:
 
     async def leave(self, user_id: str, room_id: str, reason: str | None) -> None:
         await self._rooms.membership.leave(user_id, room_id, reason)
+
+    async def get_messages(
+        self,
+        room_id: str,
+        from_token: str | None,
+        to_token: str | None,
+        forwards: bool,
+        limit: int,
+    ) -> dict[str, Any]:
+        """A page of the room's timeline as a server admin sees it: every servable
+        event, whatever the history visibility (Synapse's admin messages API)."""
+        events = self._rooms.events
+        direction: Direction = "f" if forwards else "b"
+        try:
+            start = parse_room_token(from_token) if from_token else None
+            end = parse_room_token(to_token) if to_token else None
+        except InvalidRoomTokenError as e:
+            raise MatrixError(400, "M_INVALID_PARAM", str(e)) from None
+        if start is None:
+            start = (
+                RoomToken(0, 0)
+                if forwards
+                else RoomToken(stream=events.get_current_position())
+            )
+        if start.depth is None:
+            start = await events.get_topological_token(room_id, start.stream)
+        if end is not None and end.depth is None:
+            end = await events.get_topological_token(room_id, end.stream)
+        page = await events.paginate_room(room_id, start, end, direction, limit)
+        out: dict[str, Any] = {
+            "start": start.encode(),
+            "chunk": await self._rooms.serializer.serialize(
+                page.events, bundle_relations=False
+            ),
+        }
+        if page.next_token is not None:
+            out["end"] = page.next_token.encode()
+        return out
 
     async def resolve_room(self, room_id_or_alias: str) -> str:
         return await self._rooms.membership.resolve_room(room_id_or_alias)

@@ -4,6 +4,7 @@
     GET    /_synapse/admin/v1/rooms/{roomId}
     GET    /_synapse/admin/v1/rooms/{roomId}/members
     GET    /_synapse/admin/v1/rooms/{roomId}/state
+    GET    /_synapse/admin/v1/rooms/{roomId}/messages      from, to, dir (f), limit
     GET    /_synapse/admin/v1/rooms/{roomId}/block    (PUT {"block": bool})
     GET    /_synapse/admin/v1/rooms/{roomId}/forward_extremities
     POST   /_synapse/admin/v1/rooms/{roomIdOrAlias}/make_room_admin  {"user_id"}
@@ -59,6 +60,15 @@ class RoomAdminOps(Protocol):
         ...
 
     async def resolve_room(self, room_id_or_alias: str) -> str: ...
+
+    async def get_messages(
+        self,
+        room_id: str,
+        from_token: str | None,
+        to_token: str | None,
+        forwards: bool,
+        limit: int,
+    ) -> dict[str, Any]: ...
 
     async def make_room_admin(self, room_id: str, user_id: str) -> None:
         """Give `user_id` the power of the room's most powerful local member (through
@@ -220,6 +230,19 @@ class RoomsAdminResource:
         await self._room(room_id)
         return {"state": await self._ops.get_state_json(room_id)}
 
+    async def get_messages(self, req: MatrixRequest) -> dict[str, Any]:
+        await self._gate.require_admin(req)
+        room_id = req.path_param("roomId")
+        await self._room(room_id)
+        limit = req.query_int("limit", 10, minimum=0, maximum=1000)
+        assert limit is not None
+        d = req.query.get("dir", "f")
+        if d not in ("f", "b"):
+            raise invalid_param("Query parameter 'dir' must be one of ['b', 'f']")
+        return await self._ops.get_messages(
+            room_id, req.query.get("from"), req.query.get("to"), d == "f", limit
+        )
+
     async def get_block(self, req: MatrixRequest) -> dict[str, Any]:
         await self._gate.require_admin(req)
         blocker = await self._reads.get_block(req.path_param("roomId"))
@@ -346,6 +369,7 @@ class RoomsAdminResource:
             Endpoint("GET", (room,), self.get_room),
             Endpoint("GET", (f"{room}/members",), self.get_members),
             Endpoint("GET", (f"{room}/state",), self.get_state),
+            Endpoint("GET", (f"{room}/messages",), self.get_messages),
             Endpoint("GET", (f"{room}/block",), self.get_block),
             Endpoint("PUT", (f"{room}/block",), self.put_block),
             Endpoint("GET", (f"{room}/forward_extremities",), self.forward_extremities),
