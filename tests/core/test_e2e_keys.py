@@ -24,20 +24,32 @@ from tests.helpers.e2e import cross_signing_key, device_keys
 USER = "@alice:test"
 
 
-def test_device_keys_must_be_self_signed_by_the_device() -> None:
+def test_device_keys_self_signature_is_checked_only_when_asked() -> None:
     _, keys = device_keys(USER, "DEV")
-    check_device_keys(keys, USER, "DEV")
+    strict = {"verify_self_signature": True}
+    check_device_keys(keys, USER, "DEV", **strict)
+    tampered = {**keys, "algorithms": ["changed"]}
     with pytest.raises(E2eKeyError) as e:
-        check_device_keys({**keys, "algorithms": ["changed"]}, USER, "DEV")
+        check_device_keys(tampered, USER, "DEV", **strict)
     assert e.value.bad_signature
+    broken_key = {**keys, "keys": {**keys["keys"], "ed25519:DEV": "!!notbase64"}}
+    with pytest.raises(E2eKeyError):
+        check_device_keys(broken_key, USER, "DEV", **strict)
+    # /keys/upload (as Synapse): the owner and the shape, not the self-signature.
+    check_device_keys(tampered, USER, "DEV")
+    check_device_keys(broken_key, USER, "DEV")
+    check_device_keys({**keys, "keys": {}, "signatures": {}}, USER, "DEV")
     with pytest.raises(E2eKeyError) as e:
         check_device_keys(keys, "@bob:test", "DEV")
     assert not e.value.bad_signature
     with pytest.raises(E2eKeyError):
         check_device_keys(keys, USER, "OTHER")
-    broken_key = {**keys, "keys": {**keys["keys"], "ed25519:DEV": "!!notbase64"}}
-    with pytest.raises(E2eKeyError):
-        check_device_keys(broken_key, USER, "DEV")
+    for missing in ("signatures", "keys", "algorithms"):
+        with pytest.raises(E2eKeyError) as e:
+            check_device_keys(
+                {k: v for k, v in keys.items() if k != missing}, USER, "DEV"
+            )
+        assert e.value.malformed
     with pytest.raises(E2eKeyError):
         check_device_keys({**keys, "signatures": "x"}, USER, "DEV")
 
