@@ -112,6 +112,8 @@ async def test_upload_stores_keys_whose_self_signature_does_not_verify(
         served = queried["device_keys"][alice.user_id][alice.device_id]
         assert served["keys"] == placeholder["keys"]
         assert served["signatures"] == placeholder["signatures"]
+        # `unsigned` is always there on /keys/query (as Synapse), even with no name.
+        assert served["unsigned"] == {}
 
 
 async def test_upload_refuses_bad_one_time_and_fallback_keys(

@@ -252,3 +252,7 @@ async def test_auth_data_is_opaque_for_algorithms_outside_the_spec(
             "POST", "/room_keys/version", {"algorithm": other}
         )
         assert (status, answer["errcode"]) == (400, "M_MISSING_PARAM")
+        # So is its keys' `session_data` (SyTest 07-backup "Can backup keys").
+        path = f"/room_keys/keys/{ROOM}/s?version={version}"
+        await alice.ok("PUT", path, {**key(0), "session_data": "anopaquestring"})
+        assert (await alice.ok("GET", path))["session_data"] == "anopaquestring"

@@ -113,13 +113,16 @@ def test_backup_key_parsing() -> None:
         "session_data": {"x": 1},
     }
     assert parse_room_key(good).to_json() == good
+    # Opaque to the core: the service requires an object for the spec's algorithm.
+    opaque = {**good, "session_data": "anopaquestring"}
+    assert parse_room_key(opaque).to_json() == opaque
     bad_keys: list[Any] = [
         [],
         {**good, "first_message_index": True},
         {**good, "forwarded_count": -1},
         {**good, "forwarded_count": 2**60},
         {**good, "is_verified": 1},
-        {**good, "session_data": []},
+        {k: v for k, v in good.items() if k != "session_data"},
     ]
     for bad in bad_keys:
         with pytest.raises(BackupKeyError):

@@ -171,6 +171,10 @@ class KeyBackupService:
         self, user_id: str, version: str, keys: Sequence[BackedUpKey]
     ) -> JsonDict:
         number = _version_number(version)
+        if any(not isinstance(k.key.session_data, Mapping) for k in keys):
+            found = await self._store.get_version(user_id, number)
+            if found is not None and found.algorithm in SPEC_BACKUP_ALGORITHMS:
+                raise bad_json("'session_data' must be an object")
         result = await self._store.put_keys(user_id, number, keys)
         if result.status is PutStatus.NO_BACKUP:
             raise not_found("No backup exists.")

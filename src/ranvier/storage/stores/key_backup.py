@@ -234,7 +234,7 @@ def _key_from_row(row: tuple[Any, ...]) -> BackedUpKey:
             first_message_index=int(row[2]),
             forwarded_count=int(row[3]),
             is_verified=bool(row[4]),
-            session_data=data if isinstance(data, dict) else {},
+            session_data=data,
         ),
     )
 
