@@ -261,6 +261,13 @@ async def test_device_list_changes_in_sync_and_keys_changes(
         assert changes["left"] == [bob.user_id]
         assert bob.user_id not in changes["changed"]
 
+        # A user newly invited to one of alice's rooms is in `changed` (as Synapse;
+        # SyTest 08-cross-signing waits for it before the invitee joins).
+        carol = await new_user(api, "carol")
+        await alice.invite(room_id, carol.user_id)
+        sync = await alice.sync(end)
+        assert carol.user_id in sync["device_lists"]["changed"]
+
         for path, errcode in (
             (f"/keys/changes?from={start}", "M_MISSING_PARAM"),
             (f"/keys/changes?from=garbage&to={end}", "M_INVALID_PARAM"),
