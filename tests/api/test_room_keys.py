@@ -217,3 +217,42 @@ async def test_backup_bad_input(tmp_path: Path, db_engine: EngineName) -> None:
                 method, f"/room_keys/keys/{ROOM}/s", key(0)
             )
             assert (status, answer["errcode"]) == (400, "M_MISSING_PARAM")
+
+
+async def test_auth_data_is_opaque_for_algorithms_outside_the_spec(
+    tmp_path: Path, db_engine: EngineName
+) -> None:
+    """SyTest 07-backup (as Synapse): a non-spec algorithm's `auth_data` is kept as
+    given, even a string; the spec's algorithm still needs an object."""
+    async with accounts_server(tmp_path, engine=db_engine) as (_, api):
+        alice = await new_user(api, "alice")
+        other = "m.megolm_backup.v1"
+        created = await alice.ok(
+            "POST",
+            "/room_keys/version",
+            {"algorithm": other, "auth_data": "anopaquestring"},
+        )
+        version = created["version"]
+        current = await alice.ok("GET", "/room_keys/version")
+        assert (current["algorithm"], current["auth_data"]) == (other, "anopaquestring")
+        await alice.ok(
+            "PUT",
+            f"/room_keys/version/{version}",
+            {"algorithm": other, "auth_data": "adifferentopaquestring"},
+        )
+        got = await alice.ok("GET", f"/room_keys/version/{version}")
+        assert got["auth_data"] == "adifferentopaquestring"
+        for body in (
+            {"algorithm": ALGORITHM, "auth_data": "a string"},
+            {"algorithm": ALGORITHM, "auth_data": ["a list"]},
+        ):
+            status, answer = await alice.call("POST", "/room_keys/version", body)
+            assert (status, answer["errcode"]) == (400, "M_BAD_JSON"), body
+        status, answer = await alice.call(
+            "POST", "/room_keys/version", {"algorithm": other}
+        )
+        assert (status, answer["errcode"]) == (400, "M_MISSING_PARAM")
+        # So is its keys' `session_data` (SyTest 07-backup "Can backup keys").
+        path = f"/room_keys/keys/{ROOM}/s?version={version}"
+        await alice.ok("PUT", path, {**key(0), "session_data": "anopaquestring"})
+        assert (await alice.ok("GET", path))["session_data"] == "anopaquestring"

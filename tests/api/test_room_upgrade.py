@@ -66,8 +66,17 @@ async def test_upgrade_copies_state_and_retires_old_room(
         new_state = await _state(alice, new)
         create = new_state[("m.room.create", "")]
         assert create["room_version"] == "11"
-        # The old room's last event (SHOULD still be given since v1.16 deprecated it).
-        assert create["predecessor"] == {"room_id": old, "event_id": sent["event_id"]}
+        # Before v12 the tombstone is sent first, to the reserved new room ID, so the
+        # predecessor names it (as Synapse; SyTest 60version_upgrade).
+        status, tombstone = await alice.call(
+            "GET", f"/rooms/{q(old)}/state/m.room.tombstone/?format=event"
+        )
+        assert status == 200, tombstone
+        assert tombstone["event_id"] != sent["event_id"]
+        assert create["predecessor"] == {
+            "room_id": old,
+            "event_id": tombstone["event_id"],
+        }
         assert create["m.federate"] is False
         assert new_state[("m.room.name", "")]["name"] == "Hall"
         assert new_state[("m.room.topic", "")]["topic"] == "Talk"
@@ -115,6 +124,14 @@ async def test_upgrade_to_v12_with_additional_creators(tmp_path: Path) -> None:
         state = await _state(alice, body["replacement_room"])
         create = state[("m.room.create", "")]
         assert create["additional_creators"] == [bob.user_id]
+        # Since v12 the new room exists before the tombstone that names it: the
+        # predecessor is the old room's last event before the upgrade.
+        old_state = await _state(alice, old)
+        assert (
+            old_state[("m.room.tombstone", "")]["replacement_room"]
+            == (body["replacement_room"])
+        )
+        assert set(create["predecessor"]) == {"room_id", "event_id"}
         # Since v12 creators are not listed in the power levels.
         users = state[("m.room.power_levels", "")]["users"]
         assert alice.user_id not in users

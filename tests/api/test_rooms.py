@@ -82,6 +82,14 @@ async def test_every_room_version_works(tmp_path: Path, version: str) -> None:
         )
         assert status == 200
         assert await bob.timeline_bodies(room_id) == ["from bob"]
+        # Synapse's legacy POST form without a transaction ID (SyTest 32room-versions).
+        own = await bob.send(room_id, "again")
+        status, body = await bob.call(
+            "POST", f"/rooms/{q(room_id)}/redact/{q(own)}", {}
+        )
+        assert status == 200, body
+        assert body["event_id"].startswith("$")
+        assert await bob.timeline_bodies(room_id) == ["from bob"]
 
 
 async def test_create_room_errors(tmp_path: Path) -> None:

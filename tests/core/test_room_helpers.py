@@ -225,6 +225,7 @@ def test_client_format_redaction_and_unsigned() -> None:
     redacted = client_event(msg, now_ms=1000, redacted_because={"event_id": "$r"})
     assert redacted["content"] == {}
     assert redacted["unsigned"]["redacted_because"] == {"event_id": "$r"}
+    assert redacted["unsigned"]["redacted_by"] == "$r"  # Synapse's older key
     state = _event("11", event_type="m.room.name", state_key="", content={"name": "b"})
     with_prev = client_event(
         state,

@@ -20,19 +20,21 @@ class BackupKeyError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class RoomKeyBackup:
-    """One session's `KeyBackupData`; `session_data` is opaque (encrypted by the client)."""
+    """One session's `KeyBackupData`; `session_data` is opaque (encrypted by the client):
+    an object for the spec's algorithm (checked by the service, which knows the
+    backup's algorithm), any JSON value for others (as Synapse)."""
 
     first_message_index: int
     forwarded_count: int
     is_verified: bool
-    session_data: Mapping[str, Any]
+    session_data: Any
 
     def to_json(self) -> dict[str, Any]:
         return {
             "first_message_index": self.first_message_index,
             "forwarded_count": self.forwarded_count,
             "is_verified": self.is_verified,
-            "session_data": dict(self.session_data),
+            "session_data": self.session_data,
         }
 
 
@@ -50,8 +52,8 @@ def parse_room_key(data: Any) -> RoomKeyBackup:
     if not isinstance(is_verified, bool):
         raise BackupKeyError("'is_verified' must be a boolean")
     session_data = data.get("session_data")
-    if not isinstance(session_data, Mapping):
-        raise BackupKeyError("'session_data' must be an object")
+    if session_data is None:
+        raise BackupKeyError("'session_data' is required")
     return RoomKeyBackup(
         first_message_index=_non_negative_int(data, "first_message_index"),
         forwarded_count=_non_negative_int(data, "forwarded_count"),

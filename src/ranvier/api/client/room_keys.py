@@ -22,9 +22,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ranvier.api.http import AuthMode, Endpoint, MatrixRequest, client_paths
+from ranvier.api.http import AuthMode, Endpoint, JsonBody, MatrixRequest, client_paths
 from ranvier.core.errors import missing_param
 from ranvier.services.e2e.backup import (
+    SPEC_BACKUP_ALGORITHMS,
     KeyBackupService,
     parse_room_keys,
     parse_sessions,
@@ -42,6 +43,19 @@ def _version_param(req: MatrixRequest) -> str:
     return version
 
 
+def _auth_data(body: JsonBody, algorithm: str) -> Any:
+    """Spec: `auth_data` is "algorithm-dependent data". For the spec's algorithm it is an
+    object (`public_key`, `signatures`); other algorithms are opaque to the server, so
+    any JSON value is kept as given (as Synapse; SyTest backs up a string)."""
+    if algorithm in SPEC_BACKUP_ALGORITHMS:
+        auth_data: Any = body.get_dict("auth_data")
+    else:
+        auth_data = body.raw.get("auth_data")
+    if auth_data is None:
+        raise missing_param("Missing 'auth_data'.")
+    return auth_data
+
+
 class RoomKeysResource:
     def __init__(self, backup: KeyBackupService) -> None:
         self._backup = backup
@@ -49,11 +63,9 @@ class RoomKeysResource:
     # -- versions ----------------------------------------------------------------------------
     async def create_version(self, req: MatrixRequest) -> JsonDict:
         body = await req.json()
-        auth_data = body.get_dict("auth_data")
-        if auth_data is None:
-            raise missing_param("Missing 'auth_data'.")
+        algorithm = body.require_str("algorithm")
         version = await self._backup.create_version(
-            req.user.user_id, body.require_str("algorithm"), auth_data
+            req.user.user_id, algorithm, _auth_data(body, algorithm)
         )
         return {"version": version}
 
@@ -67,14 +79,12 @@ class RoomKeysResource:
 
     async def put_version(self, req: MatrixRequest) -> JsonDict:
         body = await req.json()
-        auth_data = body.get_dict("auth_data")
-        if auth_data is None:
-            raise missing_param("Missing 'auth_data'.")
+        algorithm = body.require_str("algorithm")
         await self._backup.update_version(
             req.user.user_id,
             req.path_param("version"),
-            algorithm=body.require_str("algorithm"),
-            auth_data=auth_data,
+            algorithm=algorithm,
+            auth_data=_auth_data(body, algorithm),
             body_version=body.get_str("version"),
         )
         return {}

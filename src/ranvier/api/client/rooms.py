@@ -7,6 +7,8 @@
     PUT  /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}
     PUT  /_matrix/client/v3/rooms/{roomId}/state/{eventType}      (empty state key)
     PUT  /_matrix/client/v3/rooms/{roomId}/redact/{eventId}/{txnId}
+    POST /_matrix/client/v3/rooms/{roomId}/redact/{eventId}      (not in the spec: Synapse's
+         legacy form without a transaction ID, as for send; SyTest uses it)
 
 Spec: C-S API > Rooms > Creation; Events > Sending events to a room; Redactions.
 Bodies are parsed into typed requests here; the services decide everything else.
@@ -125,14 +127,18 @@ class RoomsResource:
             out["room_alias"] = alias
         return out
 
-    async def send_message(self, req: MatrixRequest) -> JsonDict:
-        body = await req.json()
+    def _txn_id(self, req: MatrixRequest) -> str:
         txn_id = req.raw.match_info.get("txnId")
         if txn_id is None:
             # POST without a transaction ID (Synapse's legacy form): a fresh one, so
             # the request is never deduplicated against another.
             assert self._new_txn_id is not None
             txn_id = f"post-{self._new_txn_id()}"
+        return txn_id
+
+    async def send_message(self, req: MatrixRequest) -> JsonDict:
+        body = await req.json()
+        txn_id = self._txn_id(req)
         event_id = await self._messages.send_message(
             user_id=req.user.user_id,
             device_id=req.user.device_id,
@@ -163,7 +169,7 @@ class RoomsResource:
             room_id=req.path_param("roomId"),
             event_id=req.path_param("eventId"),
             reason=body.get_str("reason"),
-            txn_id=req.path_param("txnId"),
+            txn_id=self._txn_id(req),
         )
         return {"event_id": event_id}
 
@@ -202,5 +208,17 @@ class RoomsResource:
                 client_paths("/rooms/{roomId}/redact/{eventId}/{txnId}"),
                 self.redact,
                 ratelimit="message",
+            ),
+            *(
+                [
+                    Endpoint(
+                        "POST",
+                        client_paths("/rooms/{roomId}/redact/{eventId}"),
+                        self.redact,
+                        ratelimit="message",
+                    )
+                ]
+                if self._new_txn_id is not None
+                else []
             ),
         ]

@@ -1,9 +1,14 @@
 """Checks of end-to-end encryption keys (spec: C-S API > End-to-End Encryption > Device
 keys, Cross-signing). Pure: the caller passes the objects and the keys to check with.
 
-* Device keys must name their owner and device and be signed by the device's own
-  `ed25519:<device_id>` key (the client self-signs them; a server that stored unsigned or
-  mislabelled keys would hand other clients keys no device vouched for).
+* Device keys uploaded by a device must name their owner and that device and carry
+  `algorithms`, `keys` and `signatures`; their self-signature is NOT checked on /keys/upload
+  (as Synapse, and SyTest uploads placeholder keys). This is safe: only the device itself
+  can upload its keys, and every client verifies the `ed25519:<device_id>` self-signature
+  on /keys/query before trusting a device (matrix-js-sdk, matrix-rust-sdk drop devices
+  that fail it), so an unverifiable upload only hides that device from its peers.
+  `check_device_keys(..., verify_self_signature=True)` still checks it where the server
+  must vouch for the keys itself (dehydrated devices).
 * A cross-signing key names its owner, its `usage`, and exactly one ed25519 public key
   whose key ID is `ed25519:<unpadded base64 public key>`.
 * `signed_content` strips `signatures` and `unsigned`: two uploads of the same key are
@@ -102,9 +107,17 @@ def _check_string_map(value: Any, what: str) -> Mapping[str, str]:
     return value
 
 
-def check_device_keys(keys: Mapping[str, Any], user_id: str, device_id: str) -> None:
-    """Spec: `device_keys` of /keys/upload. The object must be for `user_id`'s
-    `device_id`, list its algorithms, and be self-signed by `ed25519:<device_id>`."""
+def check_device_keys(
+    keys: Mapping[str, Any],
+    user_id: str,
+    device_id: str,
+    *,
+    verify_self_signature: bool = False,
+) -> None:
+    """Spec: `device_keys` of /keys/upload (DeviceKeys: `user_id`, `device_id`,
+    `algorithms`, `keys`, `signatures` are required). The object must be for `user_id`'s
+    `device_id`; with `verify_self_signature` it must also be signed by
+    `ed25519:<device_id>`."""
     if keys.get("user_id") != user_id:
         raise E2eKeyError("'user_id' in device_keys does not match the requester")
     if keys.get("device_id") != device_id:
@@ -115,6 +128,10 @@ def check_device_keys(keys: Mapping[str, Any], user_id: str, device_id: str) -> 
     ):
         raise E2eKeyError("'algorithms' must be an array of strings", malformed=True)
     key_map = _check_string_map(keys.get("keys"), "keys")
+    if not isinstance(keys.get("signatures"), Mapping):
+        raise E2eKeyError("'signatures' must be an object", malformed=True)
+    if not verify_self_signature:
+        return
     key_id = f"{ED25519}:{device_id}"
     if key_id not in key_map:
         raise E2eKeyError(f"device_keys has no {key_id} key")

@@ -5,7 +5,9 @@ the caller looks up what the PDU alone does not say (the redaction that applies,
 replaced state, the reader's transaction ID) and passes it in.
 
 * A redacted event is served in its redacted form (the room version's redaction
-  algorithm) with `unsigned.redacted_because` holding the redaction event.
+  algorithm) with `unsigned.redacted_because` holding the redaction event, and
+  `unsigned.redacted_by` its event ID (not in the spec: Synapse's older key, which
+  clients and SyTest still read).
 * `unsigned.transaction_id` is only for the device that sent the event.
 * `unsigned.prev_content` / `prev_sender` / `replaces_state` describe the state event
   this one replaced.
@@ -75,6 +77,9 @@ def client_event(
     unsigned: JsonDict = {"age": max(0, now_ms - event.origin_server_ts)}
     if redacted_because is not None:
         unsigned["redacted_because"] = redacted_because
+        redacted_by = redacted_because.get("event_id")
+        if isinstance(redacted_by, str):
+            unsigned["redacted_by"] = redacted_by
     if transaction_id is not None:
         unsigned["transaction_id"] = transaction_id
     if replaced_state is not None:

@@ -24,16 +24,23 @@ from ranvier.storage.stores.key_backup import (
     PutStatus,
 )
 
-__all__ = ["KeyBackupService", "parse_room_keys", "parse_sessions"]
+__all__ = [
+    "SPEC_BACKUP_ALGORITHMS",
+    "KeyBackupService",
+    "parse_room_keys",
+    "parse_sessions",
+]
 
 JsonDict = dict[str, Any]
 
 MAX_VERSION_DIGITS: Final = 18
+# Algorithms whose `auth_data` the spec defines as an object; others' is opaque JSON.
+SPEC_BACKUP_ALGORITHMS: Final = frozenset({"m.megolm_backup.v1.curve25519-aes-sha2"})
 
 
 class BackupStore(Protocol):
     async def create_version(
-        self, user_id: str, algorithm: str, auth_data: Mapping[str, Any]
+        self, user_id: str, algorithm: str, auth_data: Any
     ) -> int: ...
 
     async def get_version(
@@ -41,7 +48,7 @@ class BackupStore(Protocol):
     ) -> BackupVersion | None: ...
 
     async def update_version(
-        self, user_id: str, version: int, auth_data: Mapping[str, Any]
+        self, user_id: str, version: int, auth_data: Any
     ) -> bool: ...
 
     async def delete_version(
@@ -119,9 +126,7 @@ class KeyBackupService:
         self._store = store
 
     # -- versions ----------------------------------------------------------------------------
-    async def create_version(
-        self, user_id: str, algorithm: str, auth_data: Mapping[str, Any]
-    ) -> str:
+    async def create_version(self, user_id: str, algorithm: str, auth_data: Any) -> str:
         return str(await self._store.create_version(user_id, algorithm, auth_data))
 
     async def get_version(self, user_id: str, version: str | None) -> JsonDict:
@@ -141,7 +146,7 @@ class KeyBackupService:
         version: str,
         *,
         algorithm: str,
-        auth_data: Mapping[str, Any],
+        auth_data: Any,
         body_version: str | None,
     ) -> None:
         if body_version is not None and body_version != version:
@@ -166,6 +171,10 @@ class KeyBackupService:
         self, user_id: str, version: str, keys: Sequence[BackedUpKey]
     ) -> JsonDict:
         number = _version_number(version)
+        if any(not isinstance(k.key.session_data, Mapping) for k in keys):
+            found = await self._store.get_version(user_id, number)
+            if found is not None and found.algorithm in SPEC_BACKUP_ALGORITHMS:
+                raise bad_json("'session_data' must be an object")
         result = await self._store.put_keys(user_id, number, keys)
         if result.status is PutStatus.NO_BACKUP:
             raise not_found("No backup exists.")

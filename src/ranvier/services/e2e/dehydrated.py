@@ -100,7 +100,9 @@ class DehydratedDevices:
         if not device_id or len(device_id) > MAX_DEVICE_ID_LENGTH:
             raise bad_json("Invalid 'device_id'.")
         try:
-            check_device_keys(device_keys, user_id, device_id)
+            check_device_keys(
+                device_keys, user_id, device_id, verify_self_signature=True
+            )
         except E2eKeyError as e:
             code = "M_INVALID_SIGNATURE" if e.bad_signature else "M_INVALID_PARAM"
             raise MatrixError(400, code, e.message) from None

@@ -193,12 +193,13 @@ class LocalKeyReader:
             keys = merge_signatures(
                 row.keys, by_target.get((row.user_id, row.device_id), [])
             )
-            if include_display_names and row.display_name is not None:
+            if include_display_names:
+                # `unsigned` always present, as Synapse (SyTest 01-upload-key relies on
+                # it); the display name only when the device has one.
                 unsigned = keys.get("unsigned")
-                keys["unsigned"] = {
-                    **(unsigned if isinstance(unsigned, dict) else {}),
-                    "device_display_name": row.display_name,
-                }
+                keys["unsigned"] = dict(unsigned) if isinstance(unsigned, dict) else {}
+                if row.display_name is not None:
+                    keys["unsigned"]["device_display_name"] = row.display_name
             out[row.user_id][row.device_id] = keys
         return out
 

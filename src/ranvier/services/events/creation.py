@@ -70,9 +70,19 @@ class EventBuilder:
             raise bad_json(f"Invalid event: {e}") from None
 
     def build_create_event(
-        self, room_version: RoomVersion, creator: str, content: JsonDict, now_ms: int
+        self,
+        room_version: RoomVersion,
+        creator: str,
+        content: JsonDict,
+        now_ms: int,
+        room_id: str | None = None,
     ) -> Event:
-        room_id = None if room_version.room_id_from_create_event else self.new_room_id()
+        """`room_id`: one chosen beforehand (before v12 only; since v12 the create
+        event's hash names the room)."""
+        if room_version.room_id_from_create_event:
+            room_id = None
+        elif room_id is None:
+            room_id = self.new_room_id()
         pdu = build_unsigned_pdu(
             room_version,
             event_type="m.room.create",

@@ -86,6 +86,9 @@ class CreateRoomRequest:
     creation_content: JsonDict | None = None
     room_version: str | None = None
     extra: JsonDict = field(default_factory=dict)
+    # A room ID reserved with `reserve_room_id` (room upgrades before v12 name the new
+    # room in the tombstone before it is created); ignored since v12.
+    room_id: str | None = None
 
 
 def _alias_taken() -> MatrixError:
@@ -159,6 +162,13 @@ class RoomCreationService:
             raise _alias_taken()
         return alias
 
+    def reserve_room_id(self, room_version: RoomVersion) -> str | None:
+        """A fresh room ID for a room of `room_version` to be created later, or None
+        since v12 (the create event's hash names the room)."""
+        if room_version.room_id_from_create_event:
+            return None
+        return self._builder.new_room_id()
+
     async def create_room(
         self, creator: str, req: CreateRoomRequest
     ) -> tuple[str, str | None]:
@@ -193,7 +203,7 @@ class RoomCreationService:
         # same millisecond would name the same room, so the later one moves on a tick.
         for tick in range(_MAX_CREATE_ATTEMPTS):
             create = self._builder.build_create_event(
-                rv, creator, create_content, now + tick
+                rv, creator, create_content, now + tick, req.room_id
             )
             room_id = create.room_id
             new_room = NewRoom(room_id, rv.identifier, creator, now, req.is_public)

@@ -4,7 +4,10 @@ The server, per the spec's steps:
 
 1. checks the requester may send `m.room.tombstone` in the old room;
 2. creates the new room (through `RoomCreationService`, so it is one transaction) with
-   `predecessor` in its create content, the old room's `type`/`m.federate`, and a copy
+   `predecessor` in its create content (before v12 the tombstone of step 4 is sent
+   first, to a room ID reserved for the new room, so `predecessor.event_id` names it,
+   as Synapse; since v12 the new room's ID is its create event's hash, so the room comes
+   first and `event_id` is the old room's last event), the old room's `type`/`m.federate`, and a copy
    of its state: join rules, history visibility, guest access, name, topic, avatar,
    encryption, server ACL, canonical alias and power levels (sent last, so the other
    copies are sent while the upgrader still holds the creator's power);
@@ -249,7 +252,19 @@ class RoomUpgradeService:
         creation_content: JsonDict = {
             k: create.content[k] for k in COPIED_CREATE_KEYS if k in create.content
         }
-        creation_content["predecessor"] = await self._predecessor(room_id)
+        # Before v12 the new room's ID is chosen first, so the tombstone naming it can be
+        # sent first and the create event's `predecessor.event_id` is the tombstone (as
+        # Synapse). Since v12 the create event's hash names the new room: it must exist
+        # before the tombstone, and `predecessor.event_id` is the old room's last event.
+        new_room_id = self._creation.reserve_room_id(rv)
+        if new_room_id is not None:
+            tombstone_id = await self._send_tombstone(user_id, room_id, new_room_id)
+            creation_content["predecessor"] = {
+                "room_id": room_id,
+                "event_id": tombstone_id,
+            }
+        else:
+            creation_content["predecessor"] = await self._predecessor(room_id)
         creators = {user_id}
         if rv.privileged_creators and additional_creators:
             creation_content["additional_creators"] = additional_creators
@@ -266,17 +281,32 @@ class RoomUpgradeService:
             new_version=rv,
         )
         copied.append(StateEventSpec("m.room.power_levels", "", pl))
+        reserved = new_room_id
         new_room_id, _ = await self._creation.create_room(
             user_id,
             CreateRoomRequest(
                 room_version=rv.identifier,
                 creation_content=creation_content,
                 initial_state=copied,
+                room_id=reserved,
             ),
         )
         logger.info("upgrading %s to %s (%s)", room_id, new_room_id, rv.identifier)
         await self._move_aliases(room_id, new_room_id)
-        await self._sender.send_state(
+        if reserved is None:
+            await self._send_tombstone(user_id, room_id, new_room_id)
+        if ("m.room.canonical_alias", "") in state:
+            # The aliases point to the new room now; the old one stops advertising them.
+            await self._best_effort(user_id, room_id, "m.room.canonical_alias", {})
+        restricted = restricted_power_levels(get_power_levels_content(state))
+        if restricted is not None:
+            await self._best_effort(user_id, room_id, "m.room.power_levels", restricted)
+        return new_room_id
+
+    async def _send_tombstone(
+        self, user_id: str, room_id: str, new_room_id: str
+    ) -> str:
+        return await self._sender.send_state(
             user_id=user_id,
             room_id=room_id,
             event_type="m.room.tombstone",
@@ -286,13 +316,6 @@ class RoomUpgradeService:
                 "replacement_room": new_room_id,
             },
         )
-        if ("m.room.canonical_alias", "") in state:
-            # The aliases point to the new room now; the old one stops advertising them.
-            await self._best_effort(user_id, room_id, "m.room.canonical_alias", {})
-        restricted = restricted_power_levels(get_power_levels_content(state))
-        if restricted is not None:
-            await self._best_effort(user_id, room_id, "m.room.power_levels", restricted)
-        return new_room_id
 
     async def _move_aliases(self, old_room_id: str, new_room_id: str) -> None:
         for alias in await self._rooms.get_aliases_for_room(old_room_id):

@@ -203,8 +203,9 @@ class SyncService:
         self, req: SyncRequest, since: SyncToken, now: SyncToken, result: SyncResult
     ) -> tuple[set[str], set[str]]:
         """`device_lists`: users whose devices changed and who share a room, users who
-        newly share a room (their devices are new to the client), and users who no
-        longer share any room (`left`)."""
+        newly share a room (their devices are new to the client; joined, invited or
+        knocking, as Synapse: an encrypted room's invitees get its keys), and users who
+        no longer share any room (`left`)."""
         changed = await self._store.get_device_list_changes_for_cohabitants(
             req.user_id, since.device_lists, now.device_lists
         )
@@ -219,7 +220,10 @@ class SyncService:
             now.events,
         )
         for m in others:
-            if m.membership == "join" and m.room_id in joined_rooms:
+            if (
+                m.membership in ("join", "invite", "knock")
+                and m.room_id in joined_rooms
+            ):
                 changed.add(m.user_id)
             elif m.membership in ("leave", "ban"):
                 candidates_left.add(m.user_id)

@@ -11,7 +11,7 @@ transaction, so concurrent uploads cannot both win.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +27,7 @@ JsonDict = dict[str, Any]
 class BackupVersion:
     version: int
     algorithm: str
-    auth_data: JsonDict
+    auth_data: Any  # an object for the spec's algorithm; opaque JSON for others
     etag: int
     count: int
 
@@ -64,9 +64,7 @@ class KeyBackupStore:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def create_version(
-        self, user_id: str, algorithm: str, auth_data: Mapping[str, Any]
-    ) -> int:
+    async def create_version(self, user_id: str, algorithm: str, auth_data: Any) -> int:
         return await self._db.run_txn(
             "create_room_keys_version",
             _create_version_txn,
@@ -83,9 +81,7 @@ class KeyBackupStore:
             "get_room_keys_version", _get_version_txn, user_id, version
         )
 
-    async def update_version(
-        self, user_id: str, version: int, auth_data: Mapping[str, Any]
-    ) -> bool:
+    async def update_version(self, user_id: str, version: int, auth_data: Any) -> bool:
         return await self._db.run_txn(
             "update_room_keys_version",
             _update_version_txn,
@@ -166,11 +162,10 @@ def _version_row(txn: Txn, user_id: str, version: int | None) -> BackupVersion |
     if live is None:
         return None
     number, algorithm, auth_data, etag = live
-    data = decode_json(auth_data)
     return BackupVersion(
         number,
         algorithm,
-        data if isinstance(data, dict) else {},
+        decode_json(auth_data),
         etag,
         _count(txn, user_id, number),
     )
@@ -239,7 +234,7 @@ def _key_from_row(row: tuple[Any, ...]) -> BackedUpKey:
             first_message_index=int(row[2]),
             forwarded_count=int(row[3]),
             is_verified=bool(row[4]),
-            session_data=data if isinstance(data, dict) else {},
+            session_data=data,
         ),
     )
 
