@@ -5,7 +5,8 @@ the caller looks up what the PDU alone does not say (the redaction that applies,
 replaced state, the reader's transaction ID) and passes it in.
 
 * A redacted event is served in its redacted form (the room version's redaction
-  algorithm) with `unsigned.redacted_because` holding the redaction event.
+  algorithm) with `unsigned.redacted_because` holding the redaction event and
+  `unsigned.redacted_by` its ID (as Synapse serves it).
 * `unsigned.transaction_id` is only for the device that sent the event.
 * `unsigned.prev_content` / `prev_sender` / `replaces_state` describe the state event
   this one replaced.
@@ -75,6 +76,10 @@ def client_event(
     unsigned: JsonDict = {"age": max(0, now_ms - event.origin_server_ts)}
     if redacted_because is not None:
         unsigned["redacted_because"] = redacted_because
+        because_id = redacted_because.get("event_id")
+        if isinstance(because_id, str):
+            # Not in the spec's schema; Synapse serves it and clients (and SyTest) read it.
+            unsigned["redacted_by"] = because_id
     if transaction_id is not None:
         unsigned["transaction_id"] = transaction_id
     if replaced_state is not None:

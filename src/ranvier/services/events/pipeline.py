@@ -36,6 +36,9 @@ from ranvier.core.auth import (
     auth_types_for_event,
     check_state_dependent_auth_rules,
     check_state_independent_auth_rules,
+    get_named_level,
+    get_power_levels_content,
+    get_user_power_level,
 )
 from ranvier.core.events.event import Event, StateKey
 from ranvier.core.room_versions import RoomVersion
@@ -652,6 +655,16 @@ class RoomSession:
         if target is None or target.room_id != self.room_id:
             return None
         if allowed or target.origin == event.origin:
+            return target_id
+        if event.room_version.is_v1_event_format:
+            # v1-v2: the auth rules already required the redact level or a same-domain
+            # event ID; an accepted redaction applies.
+            return target_id
+        # v3+ (spec: room versions > v3 > Redactions): apply only if the servers match
+        # or the sender holds the redact level in the state before the redaction.
+        auth_state = await self.auth_state_for(event, before.state if before else {})
+        level = get_user_power_level(event.sender, auth_state)
+        if level >= get_named_level(get_power_levels_content(auth_state), "redact"):
             return target_id
         return None
 
