@@ -40,6 +40,7 @@ from ranvier.config.schema import HomeserverConfig
 from ranvier.core.crypto.keys import SigningKey, read_signing_keys
 from ranvier.federation.transport import FederationTransport
 from ranvier.services.events.notify import NotifierChain
+from ranvier.services.presence import PresenceJoinLink
 from ranvier.services.server_keys import ServerKeys
 from ranvier.storage.database import Database, DatabaseSettings, open_database
 from ranvier.util.clock import Clock, RealClock
@@ -205,6 +206,7 @@ async def build_homeserver(
         # --- rooms (issue #5): events, ingest pipeline, rooms, membership, directory --
         notifier = build_notifier(clock)
         push_link = PushNotifierLink()  # bound by "push, part 1" below
+        presence_link = PresenceJoinLink()  # bound by "sync" below
         hs.shutdown_callbacks.append(notifier.close)
         rooms = await build_rooms(
             config,
@@ -212,7 +214,7 @@ async def build_homeserver(
             clock,
             signing_key=signing_key,
             profiles=accounts.profiles,
-            notifier=NotifierChain(notifier, seam, push_link),
+            notifier=NotifierChain(notifier, seam, push_link, presence_link),
             hooks=accounts.hooks,
             remote=seam,
             backfill=seam,
@@ -271,6 +273,8 @@ async def build_homeserver(
             notification_counts=push_core.counts,
         )
         hs.resources["client"].extend(sync.endpoints)
+        if config.federation.enabled:
+            presence_link.bind(sync.presence)
         hs.resources["client"].extend(
             build_legacy_sync(
                 sync=sync,

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from ranvier.core.events.event import Event
@@ -81,6 +81,9 @@ class RoomServers:
 
     async def get_other_servers(self, room_id: str) -> set[str]:
         return await self.get_joined_servers(room_id) - {self._server_name}
+
+    async def get_joined_user_ids(self, room_id: str) -> list[str]:
+        return await self._members.get_joined_user_ids(room_id)
 
     async def get_destinations_for_event(self, event: Event) -> set[str]:
         """The servers with a joined member, plus the target's server for a membership
@@ -322,6 +325,35 @@ class FederationEduSender:
         content = {"push": [{**presence, "user_id": user_id}]}
         for destination in sorted(await self._servers_sharing_rooms(user_id)):
             await self._queue.enqueue_edu(destination, "m.presence", content)
+
+    async def send_presence_on_join(
+        self,
+        room_id: str,
+        user_id: str,
+        pushes_for: Callable[[Sequence[str]], Awaitable[list[JsonDict]]],
+    ) -> None:
+        """A local user joined: their presence to the room's other servers. A remote
+        user joined: the room's local members' presence to that user's server."""
+        if self._is_local(user_id):
+            destinations = await self._servers.get_other_servers(room_id)
+            users = [user_id]
+        else:
+            server = _domain(user_id)
+            if server is None:
+                return
+            destinations = {server}
+            users = [
+                u
+                for u in await self._servers.get_joined_user_ids(room_id)
+                if self._is_local(u)
+            ]
+        if not destinations or not users:
+            return
+        pushes = await pushes_for(users)
+        if not pushes:
+            return
+        for destination in sorted(destinations):
+            await self._queue.enqueue_edu(destination, "m.presence", {"push": pushes})
 
     async def send_to_device(
         self,
