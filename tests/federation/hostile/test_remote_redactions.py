@@ -105,3 +105,27 @@ async def test_local_redaction_serves_redacted_by(tmp_path: Path, engine: str) -
             "GET", f"/rooms/{a.q()}/event/{urllib.parse.quote(target, safe='')}"
         )
         assert shown["unsigned"]["redacted_by"] == out["event_id"]
+
+
+@pytest.mark.parametrize("room_version", ["3", "10", "11"])
+async def test_redaction_of_another_rooms_event_is_hidden(
+    tmp_path: Path, room_version: str, engine: str
+) -> None:
+    """Mallory, a moderator here, redacts alice's event of another room: the redaction
+    is neither applied nor shown to clients (SyTest 39redactions)."""
+    async with attacked_room(tmp_path, room_version=room_version, engine=engine) as a:
+        await a.send_state("m.room.power_levels", _pl_with(a, **{MALLORY: 100}))
+        other = await a.alice.create_room(preset="private_chat")
+        target = await a.alice.send(other, "elsewhere")
+        redaction = _redaction(a, target)
+        await a.send([redaction.data])
+        q_other = urllib.parse.quote(other)
+        shown = await a.alice.ok(
+            "GET", f"/rooms/{q_other}/event/{urllib.parse.quote(target, safe='')}"
+        )
+        assert shown["content"].get("body") == "elsewhere"
+        page = await a.alice.ok("GET", f"/rooms/{a.q()}/messages?dir=b&limit=50")
+        assert redaction.event_id not in {e["event_id"] for e in page["chunk"]}
+        synced = await a.alice.ok("GET", "/sync")
+        timeline = synced["rooms"]["join"][a.room_id]["timeline"]["events"]
+        assert redaction.event_id not in {e["event_id"] for e in timeline}

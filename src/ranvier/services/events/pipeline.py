@@ -450,7 +450,9 @@ class RoomSession:
             draft.rejected_reason = e.reason
             self._rejected.add(event.event_id)
         if not local and draft.rejected_reason is None:
-            draft.soft_failed = await self._soft_fails(event, before)
+            draft.soft_failed = await self._soft_fails(
+                event, before
+            ) or await self._redacts_another_room(event)
         if draft.rejected_reason is None:
             # A rejected event must not authorise later events of this session, nor
             # be looked up as state: only accepted ones are kept for lookups.
@@ -644,6 +646,15 @@ class RoomSession:
             draft.after = before
         if draft.after is not None:
             self._after[event.event_id] = draft.after
+
+    async def _redacts_another_room(self, event: Event) -> bool:
+        """A remote redaction of a known event of another room is soft-failed: kept in
+        the DAG (it may be valid there) but never shown to clients nor applied (Synapse
+        hides such redactions from clients too; SyTest 39redactions)."""
+        if event.type != "m.room.redaction" or event.redacts is None:
+            return False
+        target = (await self.get_events([event.redacts])).get(event.redacts)
+        return target is not None and target.room_id != self.room_id
 
     async def _redaction_target(
         self, event: Event, before: StateGroup | None, allowed: bool
