@@ -79,7 +79,7 @@ async def build_room_federation(
     federation.start_hooks.append(forwarder.start)
     federation.sender.set_room_extremities(_LocalExtremities(server_name, rooms.events))
     edus = FederationEduSender(
-        server_name, servers, _UserRooms(rooms), federation.sender
+        server_name, servers, _UserRooms(rooms), federation.sender, clock
     )
     membership = RemoteMembershipService(
         server_name=server_name,

@@ -41,6 +41,8 @@ __all__ = [
 ]
 
 JsonDict = dict[str, Any]
+# How long after a remote user's join its server is sent our members' presence.
+REMOTE_JOIN_PRESENCE_DELAY_S = 2.0
 
 
 class OutboundQueue(Protocol):
@@ -273,11 +275,13 @@ class FederationEduSender:
         servers: RoomServers,
         user_rooms: UserRooms,
         queue: OutboundQueue,
+        clock: Clock | None = None,
     ) -> None:
         self._server_name = server_name
         self._servers = servers
         self._user_rooms = user_rooms
         self._queue = queue
+        self._clock = clock
 
     def _is_local(self, user_id: str) -> bool:
         return _domain(user_id) == self._server_name
@@ -342,6 +346,10 @@ class FederationEduSender:
             if server is None:
                 return
             destinations = {server}
+            if self._clock is not None:
+                # The joining server stores the join only once our send_join answer
+                # reaches it, and drops presence of users it shares no room with.
+                await self._clock.sleep(REMOTE_JOIN_PRESENCE_DELAY_S)
             users = [
                 u
                 for u in await self._servers.get_joined_user_ids(room_id)
