@@ -10,6 +10,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import pytest
@@ -346,3 +347,32 @@ async def test_event_persisted_but_not_yet_queued_survives_restart(
             return "committed, never queued" in await bob.message_bodies(room_id)
 
         await eventually(delivered, within=30, what="the message on hs2")
+
+
+async def test_presence_is_shared_when_servers_first_share_a_room(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    """Presence set before the servers shared any room reaches the other side when a
+    join makes them share one, without waiting for the next change (SyTest SYN-115)."""
+    async with network(tmp_path, ["hs1", "hs2"]) as net:
+        alice = await user(http, net.peers["hs1"], "alice")
+        bob = await user(http, net.peers["hs2"], "bob")
+        for c, msg in ((alice, "here"), (bob, "there")):
+            path = f"/presence/{quote(c.user_id)}/status"
+            await c.ok("PUT", path, {"presence": "online", "status_msg": msg})
+        room_id = await alice.create_room(preset="private_chat")
+        await alice.invite(room_id, bob.user_id)
+        await bob.join(room_id)
+
+        async def sees(reader: MatrixClient, other: MatrixClient, msg: str) -> bool:
+            got = await reader.ok("GET", f"/presence/{quote(other.user_id)}/status")
+            return bool(
+                got.get("presence") == "online" and got.get("status_msg") == msg
+            )
+
+        await eventually(
+            lambda: sees(alice, bob, "there"), what="bob's presence on hs1"
+        )
+        await eventually(
+            lambda: sees(bob, alice, "here"), what="alice's presence on hs2"
+        )

@@ -43,6 +43,7 @@ from ranvier.config.schema import HomeserverConfig
 from ranvier.core.crypto.keys import SigningKey, read_signing_keys
 from ranvier.federation.transport import FederationTransport
 from ranvier.services.events.notify import NotifierChain
+from ranvier.services.presence import PresenceJoinLink
 from ranvier.services.server_keys import ServerKeys
 from ranvier.storage.database import Database, DatabaseSettings, open_database
 from ranvier.util.clock import Clock, RealClock
@@ -214,6 +215,7 @@ async def build_homeserver(
         # --- rooms (issue #5): events, ingest pipeline, rooms, membership, directory --
         notifier = build_notifier(clock)
         push_link = PushNotifierLink()  # bound by "push, part 1" below
+        presence_link = PresenceJoinLink()  # bound by "sync" below
         hs.shutdown_callbacks.append(notifier.close)
         metrics.track_sync_waiting(lambda: notifier.waiting)
         rooms = await build_rooms(
@@ -222,7 +224,9 @@ async def build_homeserver(
             clock,
             signing_key=signing_key,
             profiles=accounts.profiles,
-            notifier=NotifierChain(notifier, seam, push_link, metrics.event_counter()),
+            notifier=NotifierChain(
+                notifier, seam, push_link, presence_link, metrics.event_counter()
+            ),
             hooks=accounts.hooks,
             remote=seam,
             backfill=seam,
@@ -281,6 +285,8 @@ async def build_homeserver(
             notification_counts=push_core.counts,
         )
         hs.resources["client"].extend(sync.endpoints)
+        if config.federation.enabled:
+            presence_link.bind(sync.presence)
         hs.resources["client"].extend(
             build_legacy_sync(
                 sync=sync,

@@ -32,6 +32,7 @@ from ranvier.services.federation.remote_membership import (
     RemoteMembershipService,
 )
 from ranvier.services.federation.remote_queries import RemoteQueries
+from ranvier.services.presence import PushesFor
 from ranvier.storage.database import Database
 from ranvier.storage.stores.backfill import BackfillStore
 from ranvier.storage.stores.events import EventStore
@@ -78,7 +79,7 @@ async def build_room_federation(
     federation.start_hooks.append(forwarder.start)
     federation.sender.set_room_extremities(_LocalExtremities(server_name, rooms.events))
     edus = FederationEduSender(
-        server_name, servers, _UserRooms(rooms), federation.sender
+        server_name, servers, _UserRooms(rooms), federation.sender, clock
     )
     membership = RemoteMembershipService(
         server_name=server_name,
@@ -258,6 +259,12 @@ class FederationSeam:
     async def send_presence(self, user_id: str, presence: Mapping[str, Any]) -> None:
         if self._target is not None:
             await self._target.edus.send_presence(user_id, presence)
+
+    async def send_presence_on_join(
+        self, room_id: str, user_id: str, pushes_for: PushesFor
+    ) -> None:
+        if self._target is not None:
+            await self._target.edus.send_presence_on_join(room_id, user_id, pushes_for)
 
     async def send_to_device(
         self,

@@ -17,11 +17,13 @@ rooms' wake keys), and are delivered in `presence` to those users.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from ranvier.core.errors import forbidden, invalid_param
+from ranvier.core.events.event import Event
 from ranvier.core.streams import StreamKey
 from ranvier.services.notifier import Notifier
 from ranvier.storage.stores.presence import PresenceRow, PresenceStore
@@ -45,12 +47,23 @@ _TICK_SECONDS = 5.0
 MAX_STATUS_MSG_LENGTH = 1024
 
 
+PushesFor = Callable[[Sequence[str]], Awaitable[list[JsonDict]]]
+
+
 class PresenceFederation(Protocol):
     """Sends `m.presence` EDUs for local users to servers sharing a room with them."""
 
     async def send_presence(
         self, user_id: str, presence: Mapping[str, Any]
     ) -> None: ...
+
+    async def send_presence_on_join(
+        self, room_id: str, user_id: str, pushes_for: PushesFor
+    ) -> None:
+        """`user_id` joined `room_id`: a local user's presence to the room's other
+        servers, or the room's local members' presence to a remote user's server
+        (`pushes_for(user_ids)` gives the `push` entries)."""
+        ...
 
 
 class PresenceRooms(Protocol):
@@ -175,6 +188,30 @@ class PresenceService:
         self._notifier.notify(
             StreamKey.PRESENCE, row.stream_id, users=(user_id,), rooms=rooms
         )
+
+    # -- joins -------------------------------------------------------------------------------------
+    def on_join(self, room_id: str, user_id: str) -> None:
+        """`user_id` joined `room_id`: the servers that now share a room learn each
+        other's users' presence at once, not at their next change (as Synapse does)."""
+        if self._federation is None:
+            return
+        with contextlib.suppress(RuntimeError):  # shutting down
+            _ = self._supervisor.start(
+                "presence-on-join",
+                self._federation.send_presence_on_join(
+                    room_id, user_id, self._pushes_for
+                ),
+            )
+
+    async def _pushes_for(self, user_ids: Sequence[str]) -> list[JsonDict]:
+        rows = await self._store.get_presence(user_ids)
+        out: list[JsonDict] = []
+        for user_id in user_ids:
+            tracked = self._tracked.get(user_id)
+            row = tracked if tracked is not None else rows.get(user_id)
+            if row is not None:
+                out.append({**self.format_content(row), "user_id": user_id})
+        return out
 
     # -- activity from requests and syncs -------------------------------------------------------
     async def sync_started(self, user_id: str, set_presence: str | None) -> None:
@@ -317,3 +354,25 @@ class PresenceService:
             "sender": row.user_id,
             "content": self.format_content(row),
         }
+
+
+class PresenceJoinLink:
+    """The pipeline's notifier link to `PresenceService.on_join`, bound once it exists:
+    every persisted join (local or remote) shares presence over federation."""
+
+    def __init__(self) -> None:
+        self._target: PresenceService | None = None
+
+    def bind(self, target: PresenceService) -> None:
+        self._target = target
+
+    def on_new_event(
+        self, event: Event, stream_ordering: int, *, extra_users: Iterable[str] = ()
+    ) -> None:
+        if (
+            self._target is not None
+            and event.type == "m.room.member"
+            and event.state_key
+            and event.content.get("membership") == "join"
+        ):
+            self._target.on_join(event.room_id, event.state_key)

@@ -36,6 +36,9 @@ from ranvier.core.auth import (
     auth_types_for_event,
     check_state_dependent_auth_rules,
     check_state_independent_auth_rules,
+    get_named_level,
+    get_power_levels_content,
+    get_user_power_level,
 )
 from ranvier.core.events.event import Event, StateKey
 from ranvier.core.room_versions import RoomVersion
@@ -468,7 +471,9 @@ class RoomSession:
             draft.rejected_reason = e.reason
             self._rejected.add(event.event_id)
         if not local and draft.rejected_reason is None:
-            draft.soft_failed = await self._soft_fails(event, before)
+            draft.soft_failed = await self._soft_fails(
+                event, before
+            ) or await self._redacts_another_room(event)
         if draft.rejected_reason is None:
             # A rejected event must not authorise later events of this session, nor
             # be looked up as state: only accepted ones are kept for lookups.
@@ -674,6 +679,15 @@ class RoomSession:
         if draft.after is not None:
             self._after[event.event_id] = draft.after
 
+    async def _redacts_another_room(self, event: Event) -> bool:
+        """A remote redaction of a known event of another room is soft-failed: kept in
+        the DAG (it may be valid there) but never shown to clients nor applied (Synapse
+        hides such redactions from clients too; SyTest 39redactions)."""
+        if event.type != "m.room.redaction" or event.redacts is None:
+            return False
+        target = (await self.get_events([event.redacts])).get(event.redacts)
+        return target is not None and target.room_id != self.room_id
+
     async def _redaction_target(
         self, event: Event, before: StateGroup | None, allowed: bool
     ) -> str | None:
@@ -684,6 +698,16 @@ class RoomSession:
         if target is None or target.room_id != self.room_id:
             return None
         if allowed or target.origin == event.origin:
+            return target_id
+        if event.room_version.is_v1_event_format:
+            # v1-v2: the auth rules already required the redact level or a same-domain
+            # event ID; an accepted redaction applies.
+            return target_id
+        # v3+ (spec: room versions > v3 > Redactions): apply only if the servers match
+        # or the sender holds the redact level in the state before the redaction.
+        auth_state = await self.auth_state_for(event, before.state if before else {})
+        level = get_user_power_level(event.sender, auth_state)
+        if level >= get_named_level(get_power_levels_content(auth_state), "redact"):
             return target_id
         return None
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from ranvier.core.events.event import Event
@@ -41,6 +41,8 @@ __all__ = [
 ]
 
 JsonDict = dict[str, Any]
+# How long after a remote user's join its server is sent our members' presence.
+REMOTE_JOIN_PRESENCE_DELAY_S = 2.0
 
 
 class OutboundQueue(Protocol):
@@ -81,6 +83,9 @@ class RoomServers:
 
     async def get_other_servers(self, room_id: str) -> set[str]:
         return await self.get_joined_servers(room_id) - {self._server_name}
+
+    async def get_joined_user_ids(self, room_id: str) -> list[str]:
+        return await self._members.get_joined_user_ids(room_id)
 
     async def get_destinations_for_event(self, event: Event) -> set[str]:
         """The servers with a joined member, plus the target's server for a membership
@@ -270,11 +275,13 @@ class FederationEduSender:
         servers: RoomServers,
         user_rooms: UserRooms,
         queue: OutboundQueue,
+        clock: Clock | None = None,
     ) -> None:
         self._server_name = server_name
         self._servers = servers
         self._user_rooms = user_rooms
         self._queue = queue
+        self._clock = clock
 
     def _is_local(self, user_id: str) -> bool:
         return _domain(user_id) == self._server_name
@@ -322,6 +329,39 @@ class FederationEduSender:
         content = {"push": [{**presence, "user_id": user_id}]}
         for destination in sorted(await self._servers_sharing_rooms(user_id)):
             await self._queue.enqueue_edu(destination, "m.presence", content)
+
+    async def send_presence_on_join(
+        self,
+        room_id: str,
+        user_id: str,
+        pushes_for: Callable[[Sequence[str]], Awaitable[list[JsonDict]]],
+    ) -> None:
+        """A local user joined: their presence to the room's other servers. A remote
+        user joined: the room's local members' presence to that user's server."""
+        if self._is_local(user_id):
+            destinations = await self._servers.get_other_servers(room_id)
+            users = [user_id]
+        else:
+            server = _domain(user_id)
+            if server is None:
+                return
+            destinations = {server}
+            if self._clock is not None:
+                # The joining server stores the join only once our send_join answer
+                # reaches it, and drops presence of users it shares no room with.
+                await self._clock.sleep(REMOTE_JOIN_PRESENCE_DELAY_S)
+            users = [
+                u
+                for u in await self._servers.get_joined_user_ids(room_id)
+                if self._is_local(u)
+            ]
+        if not destinations or not users:
+            return
+        pushes = await pushes_for(users)
+        if not pushes:
+            return
+        for destination in sorted(destinations):
+            await self._queue.enqueue_edu(destination, "m.presence", {"push": pushes})
 
     async def send_to_device(
         self,
