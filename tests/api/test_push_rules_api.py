@@ -153,6 +153,56 @@ async def test_push_rules_api_and_account_data(tmp_path: Path) -> None:
         assert "tart" in ids
 
 
+async def test_push_rules_kind_listing_and_path_shapes(tmp_path: Path) -> None:
+    """Synapse's (and SyTest's) shapes: `.../{kind}/` lists one kind; room rules may
+    be named by alias; malformed paths under /pushrules/ are 400 M_UNRECOGNIZED."""
+    async with accounts_server(tmp_path) as (_hs, api):
+        bob = await new_user(api, "bob")
+        await bob.ok(
+            "PUT", f"{RULES}/room/{q('#a:example.com')}", {"actions": ["notify"]}
+        )
+        await bob.ok(
+            "PUT",
+            f"{RULES}/room/{q('#b:example.com')}?before={q('#a:example.com')}",
+            {"actions": ["notify"]},
+        )
+        rooms = await bob.call("GET", f"{RULES}/room/")
+        assert rooms[0] == 200
+        listed: Any = rooms[1]
+        assert [r["rule_id"] for r in listed] == ["#b:example.com", "#a:example.com"]
+        assert listed[0]["default"] is False
+        assert listed[0]["enabled"] is True
+        await bob.ok("PUT", f"{RULES}/sender/{q('@x:example.com')}", {"actions": []})
+        status, underride_body = await bob.call("GET", f"{RULES}/underride/")
+        assert status == 200
+        underride: Any = underride_body
+        assert any(r["rule_id"] == ".m.rule.message" for r in underride)
+        status, err = await bob.call("GET", f"{RULES}/sideways/")
+        assert (status, err["errcode"]) == (400, "M_INVALID_PARAM")
+        for method, path in [
+            ("PUT", "/pushrules/"),
+            ("PUT", f"/pushrules/not_a_scope/room/{q('#a:x')}"),
+            ("PUT", "/pushrules/global"),
+            ("PUT", f"{RULES}/room"),
+            ("PUT", f"{RULES}/room/"),
+            ("PUT", f"{RULES}/override/.m.rule.master/not_an_attr"),
+            ("GET", "/pushrules/global"),
+            ("GET", f"{RULES}/room"),
+            ("GET", "/pushrules/not_a_scope/"),
+            ("GET", f"{RULES}/override/.m.rule.master/not_an_attr"),
+            ("DELETE", "/pushrules/global/room/"),
+        ]:
+            status, err = await bob.call(method, path, {} if method == "PUT" else None)
+            assert (status, err.get("errcode")) == (400, "M_UNRECOGNIZED"), (
+                method,
+                path,
+            )
+        status, err = await bob.call("GET", "/pushrules")
+        assert status == 404
+        status, err = await bob.call("GET", f"{RULES}/override/not_a_rule")
+        assert (status, err["errcode"]) == (404, "M_NOT_FOUND")
+
+
 async def test_push_rules_errors(tmp_path: Path) -> None:
     async with accounts_server(tmp_path) as (_hs, api):
         bob = await new_user(api, "bob")
@@ -207,7 +257,6 @@ async def test_push_rules_errors(tmp_path: Path) -> None:
                 "M_INVALID_PARAM",
             ),
             ("PUT", f"{RULES}/content/x", {"actions": []}, 400, "M_MISSING_PARAM"),
-            ("PUT", f"{RULES}/room/x", {"actions": []}, 400, "M_INVALID_PARAM"),
             ("PUT", f"{RULES}/override/x", [1], 400, "M_NOT_JSON"),
             ("DELETE", f"{RULES}/override/nope", None, 404, "M_NOT_FOUND"),
             ("DELETE", f"{RULES}/underride/.m.rule.message", None, 400, "M_UNKNOWN"),
@@ -315,6 +364,7 @@ async def test_mentions_counts_threads_and_receipts(
         first = listed["notifications"][0]
         assert first["room_id"] == room
         assert first["read"] is False
+        assert "profile_tag" in first
         assert isinstance(first["ts"], int)
         assert {"set_tweak": "highlight"} in first["actions"]
         page = await bob.ok("GET", "/notifications?limit=2")

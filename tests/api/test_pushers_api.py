@@ -265,6 +265,40 @@ async def test_http_pusher_delivers_to_the_gateway(
         assert (await bob.ok("GET", "/pushers"))["pushers"] == []
 
 
+async def test_invites_are_pushed_with_synapse_fields(
+    tmp_path: Path, db_engine: EngineName
+) -> None:
+    """The invite's push carries Synapse's legacy `id` and `membership`; a room named
+    only by its canonical alias is pushed with the alias as `room_name`."""
+    async with (
+        push_gateway() as gateway,
+        accounts_server(tmp_path, engine=db_engine, overrides=LOOPBACK_ALLOWED) as (
+            _hs,
+            api,
+        ),
+    ):
+        alice = await new_user(api, "alice")
+        bob = await new_user(api, "bob")
+        await bob.ok("POST", "/pushers/set", http_pusher(gateway.url))
+        room = await alice.create_room(preset="private_chat", room_alias_name="tea")
+        alias = "#tea:" + alice.user_id.split(":", 1)[1]
+        await alice.invite(room, bob.user_id)
+        note = (await gateway.next())["notification"]
+        assert note["type"] == "m.room.member"
+        assert note["id"] == note["event_id"]
+        assert note["membership"] == "invite"
+        assert note["user_is_target"] is True
+        assert note["sender"] == alice.user_id
+        assert note["room_name"] == alias
+        assert note["room_alias"] == alias
+        await bob.join(room)
+        event_id = await say(alice, room, "hello", "i1")
+        while (note := (await gateway.next())["notification"]).get("type") is None:
+            pass  # a badge update
+        assert note["id"] == note["event_id"] == event_id
+        assert note["room_name"] == alias
+
+
 async def test_gateways_on_blocked_addresses_are_not_contacted(tmp_path: Path) -> None:
     async with push_gateway() as gateway, accounts_server(tmp_path) as (_hs, api):
         alice = await new_user(api, "alice")

@@ -566,8 +566,6 @@ def test_defaults_can_be_toggled_and_given_actions_but_not_deleted() -> None:
         ),
         (RuleKind.CONTENT, "x", {"actions": []}, True),
         (RuleKind.CONTENT, "x", {"actions": [], "pattern": 3}, False),
-        (RuleKind.ROOM, "not-a-room", {"actions": []}, False),
-        (RuleKind.SENDER, "not-a-user", {"actions": []}, False),
         (RuleKind.OVERRIDE, "a/b", {"actions": []}, False),
         (RuleKind.OVERRIDE, "a\\b", {"actions": []}, False),
     ],
@@ -578,6 +576,13 @@ def test_invalid_rules(
     with pytest.raises(PushRuleError) as info:
         parse_user_rule(kind, rule_id, body)
     assert info.value.missing is missing
+
+
+def test_room_and_sender_rule_ids_need_not_be_ids() -> None:
+    # As in Synapse: stored, and matching nothing unless an event has that room/sender.
+    for kind, rule_id in ((RuleKind.ROOM, "#a:example.com"), (RuleKind.SENDER, "bob")):
+        rule = parse_user_rule(kind, rule_id, {"actions": ["notify"]})
+        assert rule.rule_id == rule_id
 
 
 def test_unknown_conditions_are_stored() -> None:
@@ -612,7 +617,7 @@ def test_gateway_notification_body() -> None:
         sender_display_name="Alice",
         room_name="Tea",
     )["notification"]
-    assert full["event_id"] == "$ev"
+    assert full["event_id"] == full["id"] == "$ev"
     assert full["content"]["body"] == "hi"
     assert full["counts"] == {"unread": 3}
     assert full["prio"] == "high"
@@ -636,6 +641,22 @@ def test_gateway_notification_body() -> None:
     assert badge_body(device=device, unread=0)["notification"]["counts"] == {
         "unread": 0
     }
+    invite = notification_body(
+        event_id="$inv",
+        event={
+            "type": "m.room.member",
+            "room_id": "!r:x",
+            "sender": "@a:x",
+            "state_key": BOB,
+            "content": {"membership": "invite"},
+        },
+        device=device,
+        tweaks={},
+        unread=1,
+        user_id=BOB,
+        event_id_only=False,
+    )["notification"]
+    assert (invite["membership"], invite["user_is_target"]) == ("invite", True)
     assert rejected_pushkeys({"rejected": ["KEY", 5]}) == ["KEY"]
     assert rejected_pushkeys(None) == []
     assert rejected_pushkeys({"rejected": "KEY"}) == []

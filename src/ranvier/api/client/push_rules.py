@@ -2,6 +2,7 @@
 
     GET    /_matrix/client/v3/pushrules/
     GET    /_matrix/client/v3/pushrules/global/
+    GET    /_matrix/client/v3/pushrules/global/{kind}/
     GET    /_matrix/client/v3/pushrules/global/{kind}/{ruleId}
     PUT    /_matrix/client/v3/pushrules/global/{kind}/{ruleId}?before=&after=
     DELETE /_matrix/client/v3/pushrules/global/{kind}/{ruleId}
@@ -13,6 +14,11 @@
 Spec: Client-Server API > Modules > Push Notifications > Push Rules: API. Unknown rules
 are 404 M_NOT_FOUND; an unknown kind or a malformed rule 400 M_INVALID_PARAM (missing
 fields M_MISSING_PARAM); reserved `.` rule IDs and bad `before`/`after` 400 M_UNKNOWN.
+
+As in Synapse, `GET .../global/{kind}/` lists one kind's rules, and any other path under
+`/pushrules/` (another scope, a missing kind or rule ID, no trailing slash after the
+scope or kind, an unknown rule attribute) is 400 M_UNRECOGNIZED rather than 404: the
+path names the push rules API, only its shape is wrong.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from __future__ import annotations
 from typing import Any
 
 from ranvier.api.http import Endpoint, MatrixRequest, client_paths
-from ranvier.core.errors import missing_param
+from ranvier.core.errors import MatrixError, missing_param
 from ranvier.services.push.rules import PushRulesService, kind_param
 
 
@@ -35,6 +41,15 @@ class PushRulesResource:
         content = await self._rules.get_push_rules_content(req.user.user_id)
         ruleset: dict[str, Any] = content["global"]
         return ruleset
+
+    async def get_kind(self, req: MatrixRequest) -> list[Any]:
+        kind = kind_param(req.path_param("kind"))
+        content = await self._rules.get_push_rules_content(req.user.user_id)
+        rules: list[Any] = content["global"].get(kind.value, [])
+        return rules
+
+    async def unrecognized(self, req: MatrixRequest) -> dict[str, Any]:
+        raise MatrixError(400, "M_UNRECOGNIZED", "Unrecognised push rules request.")
 
     async def get_rule(self, req: MatrixRequest) -> dict[str, Any]:
         kind = kind_param(req.path_param("kind"))
@@ -108,4 +123,9 @@ class PushRulesResource:
             Endpoint("PUT", client_paths(rule + "/enabled"), self.put_enabled),
             Endpoint("GET", client_paths(rule + "/actions"), self.get_actions),
             Endpoint("PUT", client_paths(rule + "/actions"), self.put_actions),
+            Endpoint("GET", client_paths("/pushrules/global/{kind}/"), self.get_kind),
+        ] + [
+            # Registered last: the router tries routes in order.
+            Endpoint(method, client_paths("/pushrules/{tail:.*}"), self.unrecognized)
+            for method in ("GET", "PUT", "DELETE")
         ]

@@ -3,7 +3,8 @@
 `data` of the pusher goes to the gateway minus `url` (spec: pushers/set, "Servers MUST
 forward the entire content including `format` and any custom keys but excluding
 `url`"). With `format: event_id_only` only the event and room IDs, counts, priority
-and devices are sent. Priority is high when the notification makes a sound or is a
+and devices are sent (spec); the full format also carries Synapse's legacy `id` and
+`membership` fields. Priority is high when the notification makes a sound or is a
 highlight, or the event is encrypted (the app cannot tell what it is).
 """
 
@@ -75,6 +76,9 @@ def notification_body(
     }
     if event_id_only:
         return {"notification": note}
+    # `id` is the pre-r0 name of `event_id`; Synapse still sends both and SyTest (and
+    # older gateways) read `id`.
+    note["id"] = event_id
     note["type"] = event_type
     note["sender"] = event.get("sender")
     content = event.get("content")
@@ -82,6 +86,9 @@ def notification_body(
         note["content"] = dict(content)
     if event_type == "m.room.member":
         note["user_is_target"] = event.get("state_key") == user_id
+        # Synapse also lifts the membership out of the content (older gateways read it).
+        if isinstance(content, Mapping) and isinstance(content.get("membership"), str):
+            note["membership"] = content["membership"]
     for key, value in (
         ("sender_display_name", sender_display_name),
         ("room_name", room_name),

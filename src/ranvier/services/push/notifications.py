@@ -90,6 +90,9 @@ class NotificationsService:
                 {
                     "actions": list(r.row.actions),
                     "event": event,
+                    # Rules carry no profile tags any more, but Synapse sends the
+                    # key (null) and clients and SyTest expect it.
+                    "profile_tag": None,
                     "read": r.read,
                     "room_id": r.row.room_id,
                     "ts": r.row.received_ts,
