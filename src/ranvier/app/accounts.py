@@ -20,6 +20,7 @@ from ranvier.api.client.profile import ProfileResource
 from ranvier.api.client.register import RegisterResource
 from ranvier.api.http import Endpoint
 from ranvier.config.schema import HomeserverConfig
+from ranvier.core.appservice import AppServiceRegistry
 from ranvier.services.accounts.devices import DeviceService
 from ranvier.services.accounts.hooks import AccountHooks
 from ranvier.services.accounts.login import LoginService, PasswordStage
@@ -85,6 +86,7 @@ def build_accounts(
     hasher: PasswordHasher | None = None,
     token_policy: TokenPolicy | None = None,
     remote_profiles: RemoteProfiles | None = None,
+    app_services: AppServiceRegistry | None = None,
 ) -> Accounts:
     server_name = config.server_name
     hasher = hasher or PasswordHasher()
@@ -112,6 +114,7 @@ def build_accounts(
         uia,
         hasher,
         clock,
+        is_exclusive=app_services.is_exclusive_user if app_services else None,
     )
     erasure = ErasureStore(db, clock.time_msec)
     devices = DeviceService(store, sessions, hasher, hooks, erasure)
@@ -120,7 +123,7 @@ def build_accounts(
     )
     hooks.deactivation.append(profiles)
     resources = (
-        RegisterResource(server_name, registration),
+        RegisterResource(server_name, registration, app_services),
         LoginResource(server_name, login, sessions, devices, uia),
         AccountResource(devices, uia),
         DevicesResource(devices, uia),

@@ -18,6 +18,12 @@ from ranvier.api.client import versions
 from ranvier.api.http import Authenticator, Endpoint, HttpSettings
 from ranvier.api.keys.server import ServerKeyResource
 from ranvier.app.accounts import Accounts, build_accounts
+from ranvier.app.appservices import (
+    AppServices,
+    build_app_service_auth,
+    build_app_services,
+    load_app_services,
+)
 from ranvier.app.client_extras import build_client_extras, build_openid
 from ranvier.app.e2e import SeamEdus, build_e2e, build_key_counts
 from ranvier.app.federation import Federation, build_federation
@@ -45,6 +51,7 @@ from ranvier.storage.database import Database, DatabaseSettings, open_database
 from ranvier.util.clock import Clock, RealClock
 from ranvier.util.ratelimit import Bucket, RateLimiter
 from ranvier.util.supervisor import TaskSupervisor
+from ranvier.workers.appservices import AppServiceNotifier
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +71,7 @@ class Homeserver:
     media: Media | None = None
     push: Push | None = None
     accounts: Accounts | None = None
+    appservices: AppServices | None = None
     # Run first on shutdown, before listeners drain: e.g. answer waiting long-polls now
     # so in-flight requests finish within the grace period instead of timing out.
     shutdown_callbacks: list[Callable[[], None]] = field(default_factory=list)
@@ -87,6 +95,8 @@ class Homeserver:
             await self.federation.start()
         if self.push is not None:
             await self.push.start()
+        if self.appservices is not None:
+            self.appservices.start(self.supervisor)
 
     async def stop(self) -> None:
         await self.supervisor.shutdown()
@@ -96,6 +106,8 @@ class Homeserver:
             await self.federation.stop()
         if self.media is not None:
             await self.media.close()
+        if self.appservices is not None:
+            await self.appservices.close()
         if self.accounts is not None:
             await self.accounts.close()
         await self.db.close()
@@ -188,7 +200,14 @@ async def build_homeserver(
         # --- accounts (issue #4): registration, login, devices, profiles -------------
         # Federation's room side is bound late (it needs the transport, built last).
         seam = FederationSeam()
-        accounts = build_accounts(config, db, clock, remote_profiles=seam)
+        app_service_registry = load_app_services(config)  # issue #15, see below
+        accounts = build_accounts(
+            config,
+            db,
+            clock,
+            remote_profiles=seam,
+            app_services=app_service_registry,
+        )
         hs.accounts = accounts  # its password hashing threads stop with the server
         hs.authenticator = accounts.authenticator
         hs.resources["client"].extend(accounts.endpoints())
@@ -205,6 +224,7 @@ async def build_homeserver(
         # --- rooms (issue #5): events, ingest pipeline, rooms, membership, directory --
         notifier = build_notifier(clock)
         push_link = PushNotifierLink()  # bound by "push, part 1" below
+        appservice_notifier = AppServiceNotifier()  # senders added below
         hs.shutdown_callbacks.append(notifier.close)
         rooms = await build_rooms(
             config,
@@ -212,7 +232,7 @@ async def build_homeserver(
             clock,
             signing_key=signing_key,
             profiles=accounts.profiles,
-            notifier=NotifierChain(notifier, seam, push_link),
+            notifier=NotifierChain(notifier, seam, push_link, appservice_notifier),
             hooks=accounts.hooks,
             remote=seam,
             backfill=seam,
@@ -221,6 +241,23 @@ async def build_homeserver(
         )
         hs.resources["client"].extend(rooms.endpoints)
         # --- end rooms ---------------------------------------------------------------
+        # --- application services (issue #15): as_token auth, ghosts, transactions --
+        hs.appservices = await build_app_services(
+            config,
+            app_service_registry,
+            db,
+            clock,
+            users=accounts.store,
+            registration=accounts.registration,
+            serializer=rooms.serializer,
+            current_position=rooms.events.get_current_position,
+            notifier=appservice_notifier,
+        )
+        http_settings.appservice_authenticator = build_app_service_auth(
+            app_service_registry, accounts.store, config.server_name
+        )
+        hs.resources["client"].extend(hs.appservices.endpoints)
+        # --- end application services ---------------------------------------------------
         # --- client extras: user directory, TURN, reports, room upgrades, 3PID answers
         hs.resources["client"].extend(
             build_client_extras(
