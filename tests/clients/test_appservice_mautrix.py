@@ -1,0 +1,296 @@
+"""mautrix-python's real `AppService` against a running Ranvier, on both engines: it
+registers ghosts with `m.login.application_service`, acts as them with `user_id=`, gets
+the room's events in transactions (with the right `hs_token`), keeps getting them after
+it was down and after the homeserver restarted with transactions still queued; and the
+refusals: unknown `as_token`, `user_id=` outside the namespace, `M_EXCLUSIVE`."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from mautrix.appservice import AppService
+from mautrix.appservice.state_store import ASStateStore
+from mautrix.client.state_store.memory import MemoryStateStore
+from mautrix.types import Event, EventType, MessageEvent, RoomID, UserID
+
+from tests.conftest import fresh_postgres_database, require_postgres
+from tests.helpers.accounts import Api, accounts_server
+from tests.helpers.sync import new_user
+
+DEADLINE_SECONDS = 30
+AS_TOKEN = "as-token-for-tests"
+HS_TOKEN = "hs-token-for-tests"
+GHOST = "@bridge_ghost:localhost"
+
+# mautrix's AppService still hands aiohttp the deprecated `loop` argument.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:loop argument is deprecated:DeprecationWarning"
+)
+
+engines = pytest.mark.parametrize(
+    "engine", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+
+
+class MemoryASStateStore(MemoryStateStore, ASStateStore):
+    """mautrix's default state store writes `mx-state.json` into the working dir."""
+
+    def __init__(self) -> None:
+        MemoryStateStore.__init__(self)
+        ASStateStore.__init__(self)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_registration(tmp_path: Path, port: int) -> Path:
+    path = tmp_path / "bridge.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "id": "testbridge",
+                "url": f"http://127.0.0.1:{port}",
+                "as_token": AS_TOKEN,
+                "hs_token": HS_TOKEN,
+                "sender_localpart": "bridgebot",
+                "rate_limited": False,
+                "namespaces": {
+                    "users": [{"exclusive": True, "regex": "@bridge_.*:localhost"}],
+                    "aliases": [],
+                    "rooms": [],
+                },
+            }
+        )
+    )
+    return path
+
+
+class Bridge:
+    """A mautrix AppService on `port` and the message events its transactions carried."""
+
+    def __init__(self, base_url: str, port: int) -> None:
+        self.port = port
+        self.received: asyncio.Queue[MessageEvent] = asyncio.Queue()
+        self.appservice = AppService(
+            server=base_url,
+            domain="localhost",
+            as_token=AS_TOKEN,
+            hs_token=HS_TOKEN,
+            bot_localpart="bridgebot",
+            id="testbridge",
+            state_store=MemoryASStateStore(),
+        )
+        self.appservice.matrix_event_handler(self._on_event)
+
+    async def _on_event(self, event: Event) -> None:
+        if event.type == EventType.ROOM_MESSAGE:
+            assert isinstance(event, MessageEvent)
+            await self.received.put(event)
+
+    async def next_message(self, body: str) -> MessageEvent:
+        async def wait() -> MessageEvent:
+            while True:
+                event = await self.received.get()
+                if event.content.body == body:
+                    return event
+
+        return await asyncio.wait_for(wait(), DEADLINE_SECONDS)
+
+
+@asynccontextmanager
+async def running_bridge(base_url: str, port: int) -> AsyncIterator[Bridge]:
+    bridge = Bridge(base_url, port)
+    await bridge.appservice.start("127.0.0.1", port)
+    try:
+        yield bridge
+    finally:
+        await bridge.appservice.stop()
+
+
+def overrides(registration: Path) -> dict[str, Any]:
+    return {"app_service_config_files": [str(registration)]}
+
+
+async def messages(api: Api, token: str, room_id: str) -> list[str]:
+    status, body = await api.call(
+        "GET", f"/rooms/{room_id}/messages?dir=b&limit=50", token=token
+    )
+    assert status == 200, body
+    return [
+        e["content"].get("body") for e in body["chunk"] if e["type"] == "m.room.message"
+    ]
+
+
+@engines
+async def test_ghosts_talk_and_transactions_arrive(tmp_path: Path, engine: str) -> None:
+    port = free_port()
+    registration = write_registration(tmp_path, port)
+    async with (
+        accounts_server(tmp_path, engine=engine, overrides=overrides(registration)) as (
+            hs,
+            api,
+        ),
+        running_bridge(hs.base_url, port) as bridge,
+    ):
+        alice = await new_user(api, "alice")
+        ghost = bridge.appservice.intent.user(UserID(GHOST))
+        await ghost.ensure_registered()
+        room_id = await ghost.create_room(
+            name="bridged", invitees=[UserID(alice.user_id)]
+        )
+        status, body = await api.call(
+            "POST", f"/join/{room_id}", token=alice.token, json={}
+        )
+        assert status == 200, body
+        # Ghost → Matrix: a message sent through the intent (as_token + user_id=).
+        await ghost.send_text(room_id, "hello from the bridge")
+        assert "hello from the bridge" in await messages(api, alice.token, room_id)
+        # Matrix → service: alice's message reaches the bridge in a transaction.
+        status, body = await api.call(
+            "PUT",
+            f"/rooms/{room_id}/send/m.room.message/t1",
+            token=alice.token,
+            json={"msgtype": "m.text", "body": "hello from matrix"},
+        )
+        assert status == 200, body
+        event = await bridge.next_message("hello from matrix")
+        assert event.sender == alice.user_id
+        assert event.room_id == room_id
+        # The bot (sender_localpart) exists implicitly and can act without user_id=.
+        status, body = await api.call("GET", "/account/whoami", token=AS_TOKEN)
+        assert (status, body["user_id"]) == (200, "@bridgebot:localhost")
+        status, body = await api.call(
+            "POST",
+            "/appservice/testbridge/ping",
+            token=AS_TOKEN,
+            json={},
+            prefix="/_matrix/client/v1",
+        )
+        assert status == 200, body
+        assert body["duration_ms"] >= 0
+
+
+async def test_refusals(tmp_path: Path) -> None:
+    port = free_port()
+    registration = write_registration(tmp_path, port)
+    async with accounts_server(tmp_path, overrides=overrides(registration)) as (
+        _hs,
+        api,
+    ):
+        status, body = await api.call("GET", "/account/whoami", token="not-a-token")
+        assert (status, body["errcode"]) == (401, "M_UNKNOWN_TOKEN")
+        status, body = await api.call(
+            "GET", "/account/whoami?user_id=@alice:localhost", token=AS_TOKEN
+        )
+        assert (status, body["errcode"]) == (403, "M_FORBIDDEN")
+        # In the namespace but never registered.
+        status, body = await api.call(
+            "GET", f"/account/whoami?user_id={GHOST}", token=AS_TOKEN
+        )
+        assert (status, body["errcode"]) == (403, "M_FORBIDDEN")
+        # Ordinary users cannot take IDs in an exclusive namespace (nor the bot's).
+        for name in ("bridge_someone", "bridgebot"):
+            status, body = await api.call(
+                "POST", "/register", json={"username": name, "password": "p4ssw0rd!x"}
+            )
+            assert (status, body["errcode"]) == (400, "M_EXCLUSIVE")
+        # The service cannot register outside its namespace, nor with a wrong token.
+        ghost_body = {"type": "m.login.application_service", "username": "alice"}
+        status, body = await api.call(
+            "POST", "/register", token=AS_TOKEN, json=ghost_body
+        )
+        assert (status, body["errcode"]) == (400, "M_EXCLUSIVE")
+        ghost_body["username"] = "bridge_x"
+        status, body = await api.call(
+            "POST", "/register", token="wrong", json=ghost_body
+        )
+        assert (status, body["errcode"]) == (401, "M_UNKNOWN_TOKEN")
+        # inhibit_login: the account, no access token.
+        status, body = await api.call(
+            "POST",
+            "/register",
+            token=AS_TOKEN,
+            json={**ghost_body, "inhibit_login": True},
+        )
+        assert status == 200, body
+        assert body["user_id"] == "@bridge_x:localhost"
+        assert "access_token" not in body
+        # Ping refuses another service's ID.
+        status, body = await api.call(
+            "POST",
+            "/appservice/other/ping",
+            token=AS_TOKEN,
+            json={},
+            prefix="/_matrix/client/v1",
+        )
+        assert (status, body["errcode"]) == (403, "M_FORBIDDEN")
+
+
+async def _send(
+    api: Api, token: str, room_id: RoomID | str, txn: str, text: str
+) -> None:
+    status, body = await api.call(
+        "PUT",
+        f"/rooms/{room_id}/send/m.room.message/{txn}",
+        token=token,
+        json={"msgtype": "m.text", "body": text},
+    )
+    assert status == 200, body
+
+
+@asynccontextmanager
+async def database_overrides(engine: str) -> AsyncIterator[dict[str, Any]]:
+    """One database for several server runs (the helper's own PostgreSQL database
+    is dropped when its server stops)."""
+    if engine == "sqlite":
+        yield {}
+        return
+    with fresh_postgres_database(require_postgres()) as dsn:
+        yield {"database": {"engine": "postgres", "dsn": dsn}}
+
+
+@engines
+async def test_queue_survives_service_downtime_and_restart(
+    tmp_path: Path, engine: str
+) -> None:
+    port = free_port()
+    registration = write_registration(tmp_path, port)
+    data = tmp_path / "hs"
+    data.mkdir()
+    async with database_overrides(engine) as db:
+        config = {**overrides(registration), **db}
+        async with accounts_server(data, overrides=config) as (hs, api):
+            alice = await new_user(api, "alice")
+            async with running_bridge(hs.base_url, port) as bridge:
+                ghost = bridge.appservice.intent.user(UserID(GHOST))
+                await ghost.ensure_registered()
+                room_id = await ghost.create_room(invitees=[UserID(alice.user_id)])
+                status, body = await api.call(
+                    "POST", f"/join/{room_id}", token=alice.token, json={}
+                )
+                assert status == 200, body
+                await _send(api, alice.token, room_id, "a", "before downtime")
+                await bridge.next_message("before downtime")
+            # The service is down: sending still works, and is not held up by it.
+            await _send(api, alice.token, room_id, "b", "while down")
+            async with running_bridge(hs.base_url, port) as bridge:
+                await bridge.next_message("while down")
+            await _send(api, alice.token, room_id, "c", "queued over a restart")
+            # Let the sender persist the event as a transaction it cannot deliver.
+            await asyncio.sleep(0.5)
+        # The homeserver restarts with the transaction queued; the service is back.
+        async with (
+            accounts_server(data, overrides=config) as (hs2, _api2),
+            running_bridge(hs2.base_url, port) as bridge,
+        ):
+            await bridge.next_message("queued over a restart")
