@@ -18,7 +18,14 @@ import yaml
 from mautrix.appservice import AppService
 from mautrix.appservice.state_store import ASStateStore
 from mautrix.client.state_store.memory import MemoryStateStore
-from mautrix.types import Event, EventType, MessageEvent, RoomID, UserID
+from mautrix.types import (
+    Event,
+    EventType,
+    MessageEvent,
+    RoomCreatePreset,
+    RoomID,
+    UserID,
+)
 
 from tests.conftest import fresh_postgres_database, require_postgres
 from tests.helpers.accounts import Api, accounts_server
@@ -66,7 +73,7 @@ def write_registration(tmp_path: Path, port: int) -> Path:
                 "rate_limited": False,
                 "namespaces": {
                     "users": [{"exclusive": True, "regex": "@bridge_.*:localhost"}],
-                    "aliases": [],
+                    "aliases": [{"exclusive": True, "regex": "#bridge_.*:localhost"}],
                     "rooms": [],
                 },
             }
@@ -81,6 +88,7 @@ class Bridge:
     def __init__(self, base_url: str, port: int) -> None:
         self.port = port
         self.received: asyncio.Queue[MessageEvent] = asyncio.Queue()
+        self.alias_queries: list[str] = []
         self.appservice = AppService(
             server=base_url,
             domain="localhost",
@@ -89,6 +97,8 @@ class Bridge:
             bot_localpart="bridgebot",
             id="testbridge",
             state_store=MemoryASStateStore(),
+            # mautrix types QueryFunc as an aiohttp handler; it calls it with the alias.
+            query_alias=self._query_alias,  # type: ignore[arg-type]
         )
         self.appservice.matrix_event_handler(self._on_event)
 
@@ -96,6 +106,17 @@ class Bridge:
         if event.type == EventType.ROOM_MESSAGE:
             assert isinstance(event, MessageEvent)
             await self.received.put(event)
+
+    async def _query_alias(self, alias: str) -> dict[str, Any] | None:
+        """Like a bridge's portal rooms: the bot creates the room on first use."""
+        self.alias_queries.append(alias)
+        if not alias.startswith("#bridge_portal"):
+            return None
+        localpart = alias[1:].split(":")[0]
+        await self.appservice.intent.create_room(
+            alias_localpart=localpart, preset=RoomCreatePreset.PUBLIC, name="portal"
+        )
+        return {"created": alias}  # mautrix answers 404 for an empty result
 
     async def next_message(self, body: str) -> MessageEvent:
         async def wait() -> MessageEvent:
@@ -178,6 +199,41 @@ async def test_ghosts_talk_and_transactions_arrive(tmp_path: Path, engine: str) 
         )
         assert status == 200, body
         assert body["duration_ms"] >= 0
+        # Alias queries: an unknown alias in the namespace is asked of the bridge,
+        # which creates the portal room; the join then succeeds.
+        status, body = await api.call(
+            "POST", "/join/%23bridge_portal:localhost", token=alice.token, json={}
+        )
+        assert status == 200, body
+        assert "#bridge_portal:localhost" in bridge.alias_queries
+        status, body = await api.call(
+            "GET", "/directory/room/%23bridge_nothing:localhost", token=alice.token
+        )
+        assert (status, body["errcode"]) == (404, "M_NOT_FOUND")
+        assert "#bridge_nothing:localhost" in bridge.alias_queries
+        # Ordinary users may not take aliases in the exclusive namespace.
+        status, body = await api.call(
+            "PUT",
+            "/directory/room/%23bridge_mine:localhost",
+            token=alice.token,
+            json={"room_id": room_id},
+        )
+        assert (status, body["errcode"]) == (400, "M_EXCLUSIVE")
+        status, body = await api.call(
+            "POST",
+            "/createRoom",
+            token=alice.token,
+            json={"room_alias_name": "bridge_x"},
+        )
+        assert (status, body["errcode"]) == (400, "M_EXCLUSIVE")
+        # The bridge's own users may.
+        status, body = await api.call(
+            "PUT",
+            f"/directory/room/%23bridge_mine:localhost?user_id={GHOST}",
+            token=AS_TOKEN,
+            json={"room_id": room_id},
+        )
+        assert status == 200, body
 
 
 async def test_refusals(tmp_path: Path) -> None:
@@ -225,6 +281,24 @@ async def test_refusals(tmp_path: Path) -> None:
         assert status == 200, body
         assert body["user_id"] == "@bridge_x:localhost"
         assert "access_token" not in body
+        # The service logs its ghost in with the as_token; not users outside it.
+        login = {
+            "type": "m.login.application_service",
+            "identifier": {"type": "m.id.user", "user": "bridge_x"},
+        }
+        status, body = await api.call("POST", "/login", token=AS_TOKEN, json=login)
+        assert status == 200, body
+        assert body["user_id"] == "@bridge_x:localhost"
+        status, body = await api.call(
+            "GET", "/account/whoami", token=body["access_token"]
+        )
+        assert (status, body["user_id"]) == (200, "@bridge_x:localhost")
+        await new_user(api, "alice")
+        login["identifier"] = {"type": "m.id.user", "user": "alice"}
+        status, body = await api.call("POST", "/login", token=AS_TOKEN, json=login)
+        assert (status, body["errcode"]) == (403, "M_FORBIDDEN")
+        status, body = await api.call("POST", "/login", json=login)
+        assert (status, body["errcode"]) == (401, "M_MISSING_TOKEN")
         # Ping refuses another service's ID.
         status, body = await api.call(
             "POST",

@@ -124,7 +124,7 @@ def build_accounts(
     hooks.deactivation.append(profiles)
     resources = (
         RegisterResource(server_name, registration, app_services),
-        LoginResource(server_name, login, sessions, devices, uia),
+        LoginResource(server_name, login, sessions, devices, uia, app_services),
         AccountResource(devices, uia),
         DevicesResource(devices, uia),
         ProfileResource(profiles),

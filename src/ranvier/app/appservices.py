@@ -124,12 +124,24 @@ async def _ensure_senders_exist(
         )
 
 
+async def build_app_service_http(
+    config: HomeserverConfig, registry: AppServiceRegistry
+) -> AppServiceHttp:
+    fed = config.federation
+    # The federation policy, plus the hosts the operator put in registration files
+    # (bridges usually listen on loopback); redirects are never followed.
+    allowed = [*fed.ip_range_allowlist, *await _configured_addresses(registry.services)]
+    return AppServiceHttp(
+        IpRangeFilter(fed.ip_range_blocklist, allowed), SystemDnsResolver()
+    )
+
+
 async def build_app_services(
-    config: HomeserverConfig,
     registry: AppServiceRegistry,
     db: Database,
     clock: Clock,
     *,
+    http: AppServiceHttp,
     users: AccountsStore,
     registration: RegistrationService,
     serializer: EventSerializer,
@@ -137,13 +149,6 @@ async def build_app_services(
     notifier: AppServiceNotifier,
 ) -> AppServices:
     await _ensure_senders_exist(registry, users, registration)
-    fed = config.federation
-    # The federation policy, plus the hosts the operator put in registration files
-    # (bridges usually listen on loopback); redirects are never followed.
-    allowed = [*fed.ip_range_allowlist, *await _configured_addresses(registry.services)]
-    http = AppServiceHttp(
-        IpRangeFilter(fed.ip_range_blocklist, allowed), SystemDnsResolver()
-    )
     out = AppServices(registry=registry, http=http, notifier=notifier)
     store = AppServiceStore(db)
     for svc in registry.services:

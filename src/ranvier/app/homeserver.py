@@ -21,6 +21,7 @@ from ranvier.app.accounts import Accounts, build_accounts
 from ranvier.app.appservices import (
     AppServices,
     build_app_service_auth,
+    build_app_service_http,
     build_app_services,
     load_app_services,
 )
@@ -51,7 +52,7 @@ from ranvier.storage.database import Database, DatabaseSettings, open_database
 from ranvier.util.clock import Clock, RealClock
 from ranvier.util.ratelimit import Bucket, RateLimiter
 from ranvier.util.supervisor import TaskSupervisor
-from ranvier.workers.appservices import AppServiceNotifier
+from ranvier.workers.appservices import AppServiceNotifier, AppServiceQueries
 
 logger = logging.getLogger(__name__)
 
@@ -201,6 +202,8 @@ async def build_homeserver(
         # Federation's room side is bound late (it needs the transport, built last).
         seam = FederationSeam()
         app_service_registry = load_app_services(config)  # issue #15, see below
+        appservice_http = await build_app_service_http(config, app_service_registry)
+        opened.push_async_callback(appservice_http.close)
         accounts = build_accounts(
             config,
             db,
@@ -238,15 +241,18 @@ async def build_homeserver(
             backfill=seam,
             remote_directory=seam,
             erasure=accounts.erasure,
+            app_service_aliases=AppServiceQueries(
+                app_service_registry, appservice_http
+            ),
         )
         hs.resources["client"].extend(rooms.endpoints)
         # --- end rooms ---------------------------------------------------------------
         # --- application services (issue #15): as_token auth, ghosts, transactions --
         hs.appservices = await build_app_services(
-            config,
             app_service_registry,
             db,
             clock,
+            http=appservice_http,
             users=accounts.store,
             registration=accounts.registration,
             serializer=rooms.serializer,

@@ -24,7 +24,7 @@ from urllib.parse import quote
 import aiohttp
 import orjson
 
-from ranvier.core.appservice import AppService
+from ranvier.core.appservice import AppService, AppServiceRegistry
 from ranvier.federation.dns import DnsResolver
 from ranvier.federation.ip_filter import IpRangeFilter
 from ranvier.federation.transport import (
@@ -315,3 +315,36 @@ class AppServiceNotifier:
     ) -> None:
         for sender in self._senders:
             sender.wake()
+
+
+class AppServiceQueries:
+    """Namespace checks and first-use queries for the rest of the server: the
+    directory's `AppServiceAliases`."""
+
+    def __init__(self, registry: AppServiceRegistry, http: AppServiceHttp) -> None:
+        self._registry = registry
+        self._http = http
+
+    def may_create_alias(self, user_id: str, alias: str) -> bool:
+        owner = self._registry.exclusive_alias_owner(alias)
+        return owner is None or owner.is_user_in_namespace(user_id)
+
+    async def query_alias(self, alias: str) -> bool:
+        for service in self._registry.services:
+            if (
+                service.url is not None
+                and service.is_interested_in_alias(alias)
+                and await self._http.query_alias(service, alias)
+            ):
+                return True
+        return False
+
+    async def query_user(self, user_id: str) -> bool:
+        for service in self._registry.services:
+            if (
+                service.url is not None
+                and any(n.matches(user_id) for n in service.users)
+                and await self._http.query_user(service, user_id)
+            ):
+                return True
+        return False
