@@ -19,8 +19,8 @@ from aiohttp.http_exceptions import HttpProcessingError
 from ranvier.api.http import build_http_app
 from ranvier.api.http_transport import MatrixAppRunner
 from ranvier.app.homeserver import Homeserver, build_homeserver
-from ranvier.core.appservice import AppServiceConfigError
 from ranvier.config.schema import HomeserverConfig, ListenerConfig
+from ranvier.core.appservice import AppServiceConfigError
 from ranvier.util.clock import Clock
 from ranvier.util.logcontext import RequestIdFilter
 
