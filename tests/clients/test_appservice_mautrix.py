@@ -187,6 +187,23 @@ async def test_ghosts_talk_and_transactions_arrive(tmp_path: Path, engine: str) 
         event = await bridge.next_message("hello from matrix")
         assert event.sender == alice.user_id
         assert event.room_id == room_id
+        # Timestamp massaging: `ts=` sets origin_server_ts for the service only.
+        path = f"/rooms/{room_id}/send/m.room.message/old?user_id={GHOST}&ts=1234567890"
+        status, body = await api.call("PUT", path, token=AS_TOKEN, json={"body": "old"})
+        assert status == 200, body
+        status, fetched = await api.call(
+            "GET", f"/rooms/{room_id}/event/{body['event_id']}", token=alice.token
+        )
+        assert (status, fetched["origin_server_ts"]) == (200, 1234567890)
+        path = f"/rooms/{room_id}/send/m.room.message/mine?ts=1234567890"
+        status, body = await api.call(
+            "PUT", path, token=alice.token, json={"body": "x"}
+        )
+        assert status == 200, body
+        status, fetched = await api.call(
+            "GET", f"/rooms/{room_id}/event/{body['event_id']}", token=alice.token
+        )
+        assert fetched["origin_server_ts"] != 1234567890
         # The bot (sender_localpart) exists implicitly and can act without user_id=.
         status, body = await api.call("GET", "/account/whoami", token=AS_TOKEN)
         assert (status, body["user_id"]) == (200, "@bridgebot:localhost")
