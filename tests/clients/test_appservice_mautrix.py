@@ -99,6 +99,7 @@ class Bridge:
             state_store=MemoryASStateStore(),
             # mautrix types QueryFunc as an aiohttp handler; it calls it with the alias.
             query_alias=self._query_alias,  # type: ignore[arg-type]
+            query_user=self._query_user,  # type: ignore[arg-type]
         )
         self.appservice.matrix_event_handler(self._on_event)
 
@@ -106,6 +107,16 @@ class Bridge:
         if event.type == EventType.ROOM_MESSAGE:
             assert isinstance(event, MessageEvent)
             await self.received.put(event)
+
+    async def _query_user(self, user_id: str) -> dict[str, Any] | None:
+        """Like a puppeting bridge: the ghost of a known remote user is created when
+        someone first looks it up."""
+        if user_id != "@bridge_remote:localhost":
+            return None
+        ghost = self.appservice.intent.user(UserID(user_id))
+        await ghost.ensure_registered()
+        await ghost.set_displayname("Remote Person")
+        return {"created": user_id}
 
     async def _query_alias(self, alias: str) -> dict[str, Any] | None:
         """Like a bridge's portal rooms: the bot creates the room on first use."""
@@ -216,6 +227,15 @@ async def test_ghosts_talk_and_transactions_arrive(tmp_path: Path, engine: str) 
         )
         assert status == 200, body
         assert body["duration_ms"] >= 0
+        # User queries: an unknown user in the namespace is asked of the bridge.
+        status, body = await api.call(
+            "GET", "/profile/@bridge_remote:localhost", token=alice.token
+        )
+        assert (status, body.get("displayname")) == (200, "Remote Person")
+        status, body = await api.call(
+            "GET", "/profile/@bridge_nobody:localhost", token=alice.token
+        )
+        assert (status, body["errcode"]) == (404, "M_NOT_FOUND")
         # Alias queries: an unknown alias in the namespace is asked of the bridge,
         # which creates the portal room; the join then succeeds.
         status, body = await api.call(

@@ -25,7 +25,11 @@ from ranvier.services.accounts.devices import DeviceService
 from ranvier.services.accounts.hooks import AccountHooks
 from ranvier.services.accounts.login import LoginService, PasswordStage
 from ranvier.services.accounts.passwords import PasswordHasher
-from ranvier.services.accounts.profiles import ProfileService, RemoteProfiles
+from ranvier.services.accounts.profiles import (
+    AppServiceUserQuery,
+    ProfileService,
+    RemoteProfiles,
+)
 from ranvier.services.accounts.registration import (
     RegistrationService,
     RegistrationTokenStage,
@@ -87,6 +91,7 @@ def build_accounts(
     token_policy: TokenPolicy | None = None,
     remote_profiles: RemoteProfiles | None = None,
     app_services: AppServiceRegistry | None = None,
+    app_service_users: AppServiceUserQuery | None = None,
 ) -> Accounts:
     server_name = config.server_name
     hasher = hasher or PasswordHasher()
@@ -119,7 +124,12 @@ def build_accounts(
     erasure = ErasureStore(db, clock.time_msec)
     devices = DeviceService(store, sessions, hasher, hooks, erasure)
     profiles = ProfileService(
-        server_name, profile_store, store, hooks, remote=remote_profiles
+        server_name,
+        profile_store,
+        store,
+        hooks,
+        remote=remote_profiles,
+        app_service_users=app_service_users,
     )
     hooks.deactivation.append(profiles)
     resources = (

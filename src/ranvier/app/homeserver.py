@@ -204,12 +204,14 @@ async def build_homeserver(
         app_service_registry = load_app_services(config)  # issue #15, see below
         appservice_http = await build_app_service_http(config, app_service_registry)
         opened.push_async_callback(appservice_http.close)
+        appservice_queries = AppServiceQueries(app_service_registry, appservice_http)
         accounts = build_accounts(
             config,
             db,
             clock,
             remote_profiles=seam,
             app_services=app_service_registry,
+            app_service_users=appservice_queries,
         )
         hs.accounts = accounts  # its password hashing threads stop with the server
         hs.authenticator = accounts.authenticator
