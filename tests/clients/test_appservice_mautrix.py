@@ -60,7 +60,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def write_registration(tmp_path: Path, port: int) -> Path:
+def write_registration(
+    tmp_path: Path, port: int, *, rate_limited: bool = False
+) -> Path:
     path = tmp_path / "bridge.yaml"
     path.write_text(
         yaml.safe_dump(
@@ -70,7 +72,7 @@ def write_registration(tmp_path: Path, port: int) -> Path:
                 "as_token": AS_TOKEN,
                 "hs_token": HS_TOKEN,
                 "sender_localpart": "bridgebot",
-                "rate_limited": False,
+                "rate_limited": rate_limited,
                 "namespaces": {
                     "users": [{"exclusive": True, "regex": "@bridge_.*:localhost"}],
                     "aliases": [{"exclusive": True, "regex": "#bridge_.*:localhost"}],
@@ -396,6 +398,15 @@ async def test_queue_survives_service_downtime_and_restart(
             await _send(api, alice.token, room_id, "b", "while down")
             async with running_bridge(hs.base_url, port) as bridge:
                 await bridge.next_message("while down")
+            # A ping says the service is down.
+            status, body = await api.call(
+                "POST",
+                "/appservice/testbridge/ping",
+                token=AS_TOKEN,
+                json={"transaction_id": "p1"},
+                prefix="/_matrix/client/v1",
+            )
+            assert (status, body["errcode"]) == (502, "M_CONNECTION_FAILED")
             await _send(api, alice.token, room_id, "c", "queued over a restart")
             # Let the sender persist the event as a transaction it cannot deliver.
             await asyncio.sleep(0.5)
@@ -405,3 +416,32 @@ async def test_queue_survives_service_downtime_and_restart(
             running_bridge(hs2.base_url, port) as bridge,
         ):
             await bridge.next_message("queued over a restart")
+
+
+@pytest.mark.parametrize("rate_limited", [False, True])
+async def test_rate_limit_exemption(tmp_path: Path, rate_limited: bool) -> None:
+    """`rate_limited: false` exempts the service's requests from the message bucket."""
+    registration = write_registration(tmp_path, free_port(), rate_limited=rate_limited)
+    config = {
+        **overrides(registration),
+        "rate_limits": {"enabled": True, "message": {"per_second": 0.01, "burst": 2}},
+    }
+    async with accounts_server(tmp_path, overrides=config) as (_hs, api):
+        status, body = await api.call(
+            "POST", "/createRoom", token=AS_TOKEN, json={"preset": "public_chat"}
+        )
+        assert status == 200, body
+        room_id = body["room_id"]
+        statuses = []
+        for i in range(5):
+            status, body = await api.call(
+                "PUT",
+                f"/rooms/{room_id}/send/m.room.message/r{i}",
+                token=AS_TOKEN,
+                json={"msgtype": "m.text", "body": str(i)},
+            )
+            statuses.append(status)
+        if rate_limited:
+            assert 429 in statuses
+        else:
+            assert statuses == [200] * 5
