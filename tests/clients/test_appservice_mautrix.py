@@ -22,6 +22,7 @@ from mautrix.types import (
     Event,
     EventType,
     MessageEvent,
+    ReceiptType,
     RoomCreatePreset,
     RoomID,
     UserID,
@@ -73,6 +74,7 @@ def write_registration(
                 "hs_token": HS_TOKEN,
                 "sender_localpart": "bridgebot",
                 "rate_limited": rate_limited,
+                "receive_ephemeral": True,
                 "namespaces": {
                     "users": [{"exclusive": True, "regex": "@bridge_.*:localhost"}],
                     "aliases": [{"exclusive": True, "regex": "#bridge_.*:localhost"}],
@@ -91,6 +93,7 @@ class Bridge:
         self.port = port
         self.received: asyncio.Queue[MessageEvent] = asyncio.Queue()
         self.alias_queries: list[str] = []
+        self.ephemeral: asyncio.Queue[Event] = asyncio.Queue()
         self.appservice = AppService(
             server=base_url,
             domain="localhost",
@@ -102,11 +105,14 @@ class Bridge:
             # mautrix types QueryFunc as an aiohttp handler; it calls it with the alias.
             query_alias=self._query_alias,  # type: ignore[arg-type]
             query_user=self._query_user,  # type: ignore[arg-type]
+            ephemeral_events=True,
         )
         self.appservice.matrix_event_handler(self._on_event)
 
     async def _on_event(self, event: Event) -> None:
-        if event.type == EventType.ROOM_MESSAGE:
+        if event.type in (EventType.TYPING, EventType.RECEIPT):
+            await self.ephemeral.put(event)
+        elif event.type == EventType.ROOM_MESSAGE:
             assert isinstance(event, MessageEvent)
             await self.received.put(event)
 
@@ -130,6 +136,15 @@ class Bridge:
             alias_localpart=localpart, preset=RoomCreatePreset.PUBLIC, name="portal"
         )
         return {"created": alias}  # mautrix answers 404 for an empty result
+
+    async def next_ephemeral(self, etype: EventType) -> Any:
+        async def wait() -> Event:
+            while True:
+                event = await self.ephemeral.get()
+                if event.type == etype:
+                    return event
+
+        return await asyncio.wait_for(wait(), DEADLINE_SECONDS)
 
     async def next_message(self, body: str) -> MessageEvent:
         async def wait() -> MessageEvent:
@@ -200,6 +215,27 @@ async def test_ghosts_talk_and_transactions_arrive(tmp_path: Path, engine: str) 
         event = await bridge.next_message("hello from matrix")
         assert event.sender == alice.user_id
         assert event.room_id == room_id
+        # Ephemeral events (receive_ephemeral): typing and receipts in the room.
+        status, body = await api.call(
+            "PUT",
+            f"/rooms/{room_id}/typing/{alice.user_id}",
+            token=alice.token,
+            json={"typing": True, "timeout": 30000},
+        )
+        assert status == 200, body
+        typing = await bridge.next_ephemeral(EventType.TYPING)
+        assert typing.room_id == room_id
+        assert typing.content.user_ids == [alice.user_id]
+        status, body = await api.call(
+            "POST",
+            f"/rooms/{room_id}/receipt/m.read/{event.event_id}",
+            token=alice.token,
+            json={},
+        )
+        assert status == 200, body
+        receipt = await bridge.next_ephemeral(EventType.RECEIPT)
+        assert receipt.room_id == room_id
+        assert alice.user_id in receipt.content[event.event_id][ReceiptType.READ]
         # Timestamp massaging: `ts=` sets origin_server_ts for the service only.
         path = f"/rooms/{room_id}/send/m.room.message/old?user_id={GHOST}&ts=1234567890"
         status, body = await api.call("PUT", path, token=AS_TOKEN, json={"body": "old"})

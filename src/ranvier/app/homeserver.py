@@ -249,23 +249,6 @@ async def build_homeserver(
         )
         hs.resources["client"].extend(rooms.endpoints)
         # --- end rooms ---------------------------------------------------------------
-        # --- application services (issue #15): as_token auth, ghosts, transactions --
-        hs.appservices = await build_app_services(
-            app_service_registry,
-            db,
-            clock,
-            http=appservice_http,
-            users=accounts.store,
-            registration=accounts.registration,
-            serializer=rooms.serializer,
-            current_position=rooms.events.get_current_position,
-            notifier=appservice_notifier,
-        )
-        http_settings.appservice_authenticator = build_app_service_auth(
-            app_service_registry, accounts.store, config.server_name
-        )
-        hs.resources["client"].extend(hs.appservices.endpoints)
-        # --- end application services ---------------------------------------------------
         # --- client extras: user directory, TURN, reports, room upgrades, 3PID answers
         hs.resources["client"].extend(
             build_client_extras(
@@ -327,6 +310,25 @@ async def build_homeserver(
             )
         )
         # --- end sync ----------------------------------------------------------------
+        # --- application services (issue #15): as_token auth, ghosts, transactions --
+        hs.appservices = await build_app_services(
+            app_service_registry,
+            db,
+            clock,
+            http=appservice_http,
+            users=accounts.store,
+            registration=accounts.registration,
+            serializer=rooms.serializer,
+            current_position=rooms.events.get_current_position,
+            notifier=appservice_notifier,
+        )
+        http_settings.appservice_authenticator = build_app_service_auth(
+            app_service_registry, accounts.store, config.server_name
+        )
+        hs.resources["client"].extend(hs.appservices.endpoints)
+        sync.typing.edu_listeners.append(appservice_notifier.on_ephemeral)
+        sync.receipts.edu_listeners.append(appservice_notifier.on_ephemeral)
+        # --- end application services ---------------------------------------------------
         # --- push, part 2: m.push_rules account data, pushers, /notifications ---------
         hs.push = build_push(
             config,

@@ -230,10 +230,18 @@ class AppServiceSender:
         self._clock = clock
         self._wake = asyncio.Event()
         self.last_error: str | None = None
+        # Typing and receipts waiting for the next transaction: kept in memory only
+        # until then (ephemeral by nature; lost if the server stops before).
+        self._ephemeral: list[tuple[str, JsonDict]] = []
 
     def wake(self) -> None:
         """New events exist (called by the notifier; must not block)."""
         self._wake.set()
+
+    def add_ephemeral(self, room_id: str, edu: JsonDict) -> None:
+        if self.service.receive_ephemeral:
+            self._ephemeral.append((room_id, edu))
+            self._wake.set()
 
     async def run(self) -> None:
         position = await self._store.get_or_init_position(
@@ -274,27 +282,45 @@ class AppServiceSender:
         return True
 
     async def _fill(self, position: int) -> tuple[bool, int]:
-        """Turn the events after `position` into at most one new transaction; returns
-        whether the position moved, and the new position."""
+        """Turn the events after `position` (and waiting ephemeral events) into at most
+        one new transaction; returns whether anything was consumed, and the new
+        position."""
+        ephemeral, self._ephemeral = self._ephemeral, []
         to_pos = self._current()
-        if to_pos <= position:
-            return False, position
-        events = await self._store.get_events_after(
-            position, to_pos, MAX_EVENTS_PER_TXN
+        events = (
+            await self._store.get_events_after(position, to_pos, MAX_EVENTS_PER_TXN)
+            if to_pos > position
+            else []
         )
-        if not events:
-            await self._store.set_position(self.service.id, to_pos)
-            return True, to_pos
-        new_pos = events[-1].stream_ordering
-        members = await self._store.get_joined_members(
-            {s.event.room_id for s in events}
-        )
+        new_pos = events[-1].stream_ordering if events else max(position, to_pos)
+        if not events and not ephemeral:
+            if new_pos == position:
+                return False, position
+            await self._store.set_position(self.service.id, new_pos)
+            return True, new_pos
+        rooms = {s.event.room_id for s in events} | {r for r, _ in ephemeral}
+        members = await self._store.get_joined_members(rooms)
         chosen = interesting_events(self.service, events, members)
-        if not chosen:
+        edus = [
+            edu
+            for room_id, edu in ephemeral
+            if self.service.is_interested_in_room(room_id)
+            or any(
+                self.service.is_user_in_namespace(m) for m in members.get(room_id, ())
+            )
+        ]
+        if not chosen and not edus:
             await self._store.set_position(self.service.id, new_pos)
             return True, new_pos
         serialized = await self._serializer.serialize(chosen, bundle_relations=False)
-        body = orjson.dumps({"events": serialized, "ephemeral": []}).decode()
+        # MSC2409's unstable key too: bridges written before it was merged read that.
+        body = orjson.dumps(
+            {
+                "events": serialized,
+                "ephemeral": edus,
+                "de.sorunome.msc2409.ephemeral": edus,
+            }
+        ).decode()
         await self._store.create_txn(self.service.id, body, new_pos)
         return True, new_pos
 
@@ -315,6 +341,11 @@ class AppServiceNotifier:
     ) -> None:
         for sender in self._senders:
             sender.wake()
+
+    def on_ephemeral(self, room_id: str, edu: JsonDict) -> None:
+        """Typing and receipt changes (`TypingService`/`ReceiptService.edu_listeners`)."""
+        for sender in self._senders:
+            sender.add_ephemeral(room_id, edu)
 
 
 class AppServiceQueries:
