@@ -37,6 +37,7 @@ except ImportError:  # pragma: no cover - orjson is a Ranvier dependency
 JsonDict = dict[str, Any]
 
 CLIENT_V3: Final = "/_matrix/client/v3"
+SLIDING_SYNC: Final = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync"
 PASSWORD: Final = "bench-password-1"
 
 
@@ -268,6 +269,24 @@ class MatrixClient:
         )
         if not isinstance(result.get("next_batch"), str):
             raise VerificationError("sync response without next_batch")
+        return result
+
+    async def sliding_sync(
+        self, user: User, body: JsonDict, *, pos: str | None = None
+    ) -> JsonDict:
+        """Simplified sliding sync (MSC4186), unstable path, `timeout=0`."""
+        params = {"timeout": "0"}
+        if pos is not None:
+            params["pos"] = pos
+        result = await self.call(
+            "POST",
+            SLIDING_SYNC,
+            token=user.access_token,
+            body=body,
+            params=params,
+        )
+        if not isinstance(result.get("pos"), str):
+            raise VerificationError("sliding sync response without pos")
         return result
 
 

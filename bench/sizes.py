@@ -34,6 +34,9 @@ class Sizes:
     pagination_events: int
     pagination_limit: int
     pagination_passes: int
+    sliding_rooms: tuple[int, ...]
+    """Rooms of the syncing user, one sliding-sync workload per size (20-room range)."""
+    sliding_repeats: int
 
     def as_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -63,6 +66,8 @@ FULL = Sizes(
     pagination_events=1000,
     pagination_limit=20,
     pagination_passes=3,
+    sliding_rooms=(10, 100, 1000),
+    sliding_repeats=10,
 )
 
 # Quick mode keeps both servers on one engine under ~3 minutes on a 2-core machine.
@@ -90,6 +95,8 @@ QUICK = dataclasses.replace(
     big_room_sync_repeats=5,
     pagination_events=150,
     pagination_passes=2,
+    sliding_rooms=(10, 100),
+    sliding_repeats=5,
 )
 
 SMOKE = dataclasses.replace(
@@ -117,6 +124,8 @@ SMOKE = dataclasses.replace(
     pagination_events=30,
     pagination_limit=10,
     pagination_passes=1,
+    sliding_rooms=(3,),
+    sliding_repeats=2,
 )
 
 MODES = {s.mode: s for s in (SMOKE, QUICK, FULL)}

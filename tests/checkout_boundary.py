@@ -3,8 +3,8 @@
 A fresh `git clone` must test itself with nothing next to it, yet a workspace may have
 siblings (`../shared` and the like) that would quietly satisfy a test. A Python audit
 hook sees every `open`, `os.listdir` and `os.scandir` in the test process; a path in
-the checkout's parent folder but outside the checkout (and outside the temp folder,
-which may be that parent) raises `OutsideCheckoutError`, and the session fails even
+the checkout's parent folder but outside the checkout (and outside the temp folder
+when the checkout sits directly in it) raises `OutsideCheckoutError`, and the session fails even
 if the code under test swallowed the error. Child processes are not watched: they are
 started from the checkout's own files.
 """
@@ -33,6 +33,10 @@ class CheckoutBoundary:
         self.repo = str(repo)
         self.parent = str(repo.parent)
         self.temp = os.path.realpath(tempfile.gettempdir())
+        # Only when the checkout sits directly in (or above) the temp folder are temp
+        # files siblings of it; a checkout in /tmp/ci/main must still not read
+        # /tmp/ci/shared.
+        self.temp_is_beside = _inside(self.temp, self.parent)
         self.violations: list[str] = []
 
     def is_outside(self, path: str) -> bool:
@@ -40,7 +44,7 @@ class CheckoutBoundary:
         return (
             _inside(full, self.parent)
             and not _inside(full, self.repo)
-            and not _inside(full, self.temp)
+            and not (self.temp_is_beside and _inside(full, self.temp))
         )
 
     def audit(self, event: str, args: tuple[Any, ...]) -> None:

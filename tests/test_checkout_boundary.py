@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -24,7 +25,7 @@ def test_reading_a_sibling_folder_fails() -> None:
     BOUNDARY.violations.clear()  # the two deliberate reads above are not a failure
 
 
-def test_the_hook_is_installed_for_real_opens(tmp_path: object) -> None:
+def test_the_hook_is_installed_for_real_opens() -> None:
     if REPO.parent == type(REPO)(REPO.anchor):
         pytest.skip("the checkout is at the file-system root: it has no siblings")
     with pytest.raises(OutsideCheckoutError):
@@ -37,4 +38,17 @@ def test_the_checkout_and_temp_files_stay_readable() -> None:
     assert not boundary.is_outside(str(REPO / "README.md"))
     assert not boundary.is_outside(str(REPO / "tests" / ".." / "pyproject.toml"))
     assert boundary.is_outside(str(REPO / ".." / "elsewhere"))
-    assert not boundary.is_outside(os.path.join(boundary.temp, "x"))
+    if boundary.temp_is_beside:
+        assert not boundary.is_outside(os.path.join(boundary.temp, "x"))
+
+
+def test_a_checkout_inside_the_temp_folder_still_has_a_boundary(
+    tmp_path: Path,
+) -> None:
+    # CI may clone into /tmp/<run>/main with shared/ beside it.
+    repo = tmp_path / "run" / "main"
+    boundary = CheckoutBoundary(repo)
+    assert not boundary.temp_is_beside
+    assert boundary.is_outside(str(tmp_path / "run" / "shared" / "spec" / "x.json"))
+    assert not boundary.is_outside(str(repo / "tests" / "x.json"))
+    assert not boundary.is_outside(str(tmp_path / "elsewhere"))

@@ -11,6 +11,7 @@ from bench.workloads.initial_sync import InitialSync
 from bench.workloads.messages import MessageSend
 from bench.workloads.pagination import Pagination
 from bench.workloads.registration import Registration
+from bench.workloads.sliding_sync import SlidingSync
 
 # Registration runs first: the users it registers seed the shared user pool.
 ALL_WORKLOADS: Final[tuple[Workload, ...]] = (
@@ -20,4 +21,5 @@ ALL_WORKLOADS: Final[tuple[Workload, ...]] = (
     InitialSync(),
     BigRoom(),
     Pagination(),
+    SlidingSync(),
 )

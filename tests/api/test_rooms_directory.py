@@ -45,6 +45,18 @@ async def test_aliases(tmp_path: Path) -> None:
             room_id, "m.room.canonical_alias", {"alias": "#missing:localhost"}
         )
         assert (status, out["errcode"]) == (400, "M_BAD_ALIAS")
+        # Not an alias at all: an invalid parameter; not a string: bad JSON.
+        for content, errcode in (
+            (
+                {"alias": "#main:localhost", "alt_aliases": ["%main:localhost"]},
+                "M_INVALID_PARAM",
+            ),
+            ({"alias": "#main:localhost", "alt_aliases": [5]}, "M_BAD_JSON"),
+        ):
+            status, out = await alice.put_state(
+                room_id, "m.room.canonical_alias", content
+            )
+            assert (status, out["errcode"]) == (400, errcode), content
         status, out = await alice.put_state(
             room_id,
             "m.room.canonical_alias",

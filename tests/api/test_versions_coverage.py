@@ -162,6 +162,10 @@ async def test_unstable_features_are_routed(tmp_path: Path) -> None:
             "/_matrix/client/unstable/org.matrix.msc3814.v1/dehydrated_device",
         ),
         "org.matrix.msc3827.stable": ("POST", "/_matrix/client/v3/publicRooms"),
+        "org.matrix.simplified_msc3575": (
+            "POST",
+            "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync",
+        ),
         "uk.half-shot.msc2666.query_mutual_rooms": (
             "GET",
             "/_matrix/client/unstable/uk.half-shot.msc2666/user/mutual_rooms",

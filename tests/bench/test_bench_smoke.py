@@ -30,6 +30,8 @@ EXPECTED_PHASES = {
     "big_room_initial_sync",
     "big_room_initial_sync_lazy",
     "paginate",
+    "sliding_first_page_3",
+    "sliding_incremental_3",
 }
 
 

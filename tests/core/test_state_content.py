@@ -83,7 +83,7 @@ def test_good_content_passes(event_type: str) -> None:
         ("m.room.power_levels", {"notifications": []}, "'notifications'"),
         ("m.room.name", {"name": ["x"]}, "'name' must be a string"),
         ("m.room.avatar", {"url": 1}, "'url' must be a string"),
-        ("m.room.canonical_alias", {"alias": "lobby"}, "room alias or null"),
+        ("m.room.canonical_alias", {"alias": 5}, "a string or null"),
         ("m.room.canonical_alias", {"alt_aliases": "#a:hs"}, "'alt_aliases'"),
         ("m.room.member", {"membership": "joined"}, "'membership' must be one of"),
         ("m.room.member", {}, "'membership' is required"),

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from ranvier.core.events.event import Event
+from ranvier.storage.txn import Txn
 from tests.helpers.federation import (
     FakeRemote,
     FedServer,
@@ -47,6 +48,18 @@ async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
         await alice.send(room_id, "before bob")
         room, _ = await remote.join(hs1, room_id, BOB)
         yield Setup(hs1, remote, alice, room_id, room)
+
+
+async def stored_rejection(s: Setup, event_id: str) -> str | None:
+    def txn_fn(txn: Txn) -> str | None:
+        txn.execute(
+            "SELECT rejected_reason FROM events WHERE event_id = ?", (event_id,)
+        )
+        row = txn.fetchone()
+        return str(row[0]) if row is not None and row[0] is not None else None
+
+    db = s.hs1.peer.homeserver.db
+    return await db.run_read_txn("test_stored_rejection", txn_fn)
 
 
 def message(s: Setup, body: str, **kw: Any) -> Event:
@@ -128,8 +141,10 @@ async def test_auth_failures_rejected_and_soft_failed(setup: Setup) -> None:
     )  # fmt: skip
     status, out = await s.remote.send_transaction(s.hs1, [stranger, name])
     assert status == 200
-    assert "rejected" in out["pdus"][stranger.event_id]["error"]
-    assert "rejected" in out["pdus"][name.event_id]["error"]
+    # Processed, so `{}` (as Synapse answers); stored as rejected, never shown.
+    assert out["pdus"] == {stranger.event_id: {}, name.event_id: {}}, out
+    assert await stored_rejection(s, stranger.event_id)
+    assert await stored_rejection(s, name.event_id)
     # Soft fail: alice bans bob; bob's event built before he learns of it passes the
     # state before it but not the current state: accepted, never shown.
     tip = list(s.room.extremities)

@@ -29,8 +29,10 @@ from ranvier.storage.stores.event_rows import (
     PersistBatch,
 )
 from ranvier.storage.stores.events import EventStore
+from ranvier.storage.stores.events_persist import OutlierGoneError
 from ranvier.storage.stores.rooms import RoomStore
 from ranvier.storage.stores.state import StateStore
+from ranvier.storage.txn import Txn
 
 RV = KNOWN_ROOM_VERSIONS["10"]
 KEY = SigningKey(b"\x07" * 32, "t1")
@@ -413,3 +415,89 @@ async def test_get_rejected_names_only_rejected_events(
     asked = [ok.event_id, bad.event_id, "$unknown"]
     assert await events.get_rejected(asked) == {bad.event_id}
     assert await events.get_rejected([]) == set()
+
+
+async def _persist(events: EventStore, batch: PersistBatch) -> None:
+    try:
+        await events.persist_batch(batch)
+    finally:
+        for item in batch.events:
+            events.stream_ids.complete(item.stream_ordering)
+
+
+async def test_an_accepted_outlier_is_upgraded_in_place(
+    stores: tuple[EventStore, StateStore, RoomStore], database: Database
+) -> None:
+    """De-outliering: the one row takes a new stream position and its status, gains
+    its state groups; cached copies are dropped. A rejected outlier is never upgraded."""
+    events, state, _ = stores
+    chain = await _room(stores)
+    ok, _ = await chain.add("m.room.message", content={"body": "fine"})
+    topic = make_event("m.room.topic", [ok], state_key="", content={"topic": "x"})
+    bad = make_event("m.room.name", [ok], state_key="", content={"name": "x"})
+    first = events.stream_ids.allocate()
+    second = events.stream_ids.allocate()
+    outliers = [
+        EventToPersist(event=topic, stream_ordering=first, received_ts=1, outlier=True),
+        EventToPersist(
+            event=bad, stream_ordering=second, received_ts=1, outlier=True,
+            rejected_reason="not allowed",
+        ),
+    ]  # fmt: skip
+    await _persist(events, PersistBatch(room_id=ROOM, events=outliers))
+    cached = await events.get_event(topic.event_id)
+    assert cached is not None
+    assert cached.outlier
+
+    group = state.allocate_group_id()
+    key = ("m.room.topic", "")
+    pos = events.stream_ids.allocate()
+    upgrade = EventToPersist(
+        event=topic, stream_ordering=pos, received_ts=2,
+        state_group_before=chain.group, state_group_after=group,
+        new_state_groups=[
+            NewStateGroup(group, ROOM, None, 0, {**chain.current, key: topic.event_id})
+        ],
+        upgrades_outlier=True,
+    )  # fmt: skip
+    delta = CurrentStateDelta(ROOM, pos, {key: topic.event_id}, {key: None})
+    await _persist(
+        events,
+        PersistBatch(
+            room_id=ROOM, events=[upgrade], forward_extremities=[topic.event_id],
+            current_state=[delta],
+        ),
+    )  # fmt: skip
+    stored = await events.get_event(topic.event_id)
+    assert stored is not None
+    assert (stored.outlier, stored.stream_ordering, stored.is_servable) == (
+        False,
+        pos,
+        True,
+    )
+    page, _ = await events.get_room_events_between(ROOM, second, pos, 10)
+    assert [e.event_id for e in page] == [topic.event_id]
+    groups = await state.get_state_groups_for_events([topic.event_id])
+    assert topic.event_id in groups
+
+    def rows(txn: Txn) -> int:
+        txn.execute("SELECT COUNT(*) FROM events WHERE event_id = ?", (topic.event_id,))
+        row = txn.fetchone()
+        return int(row[0]) if row else 0
+
+    assert await database.run_read_txn("test_rows", rows) == 1
+
+    # A rejected outlier stays rejected: its upgrade writes nothing.
+    pos = events.stream_ids.allocate()
+    refused = EventToPersist(
+        event=bad, stream_ordering=pos, received_ts=2, upgrades_outlier=True
+    )
+    with pytest.raises(OutlierGoneError):
+        await _persist(
+            events,
+            PersistBatch(room_id=ROOM, events=[refused], forward_extremities=[]),
+        )
+    assert await events.get_forward_extremities(ROOM) == [(topic.event_id, topic.depth)]
+    still = await events.get_event(bad.event_id)
+    assert still is not None
+    assert (still.outlier, still.rejected_reason) == (True, "not allowed")

@@ -21,8 +21,9 @@ on PYTHONPATH), whatever venv supplies the interpreter, so a worktree tests
 its own code.
 
 Settings without a Ranvier config key (the tests needing them fail or skip):
-registration_shared_secret (no /_synapse/admin/v1/register: the admin API is issue
-#14), macaroon_secret_key, app_service_config_files (issue #15), recaptcha, cas.
+macaroon_secret_key, app_service_config_files (issue #15), recaptcha, cas.
+registration_shared_secret maps to registration.shared_secret, and both listeners
+serve the admin API (SyTest registers its admins through /_synapse/admin/v1/register).
 
 Outbound HTTPS to SyTest's own servers (push gateway, URL previews) is
 verified against the system trust store; SyTest signs their certificates with
@@ -115,7 +116,7 @@ def build_overlay(s: dict[str, Any], hs_dir: Path) -> dict[str, Any]:
         "bind_addresses": [s["bind_host"]],
         # SyTest talks to the client API at public_baseurl (https) and to the
         # federation API on the same port.
-        "resources": ["client", "federation", "keys", "media"],
+        "resources": ["client", "federation", "keys", "media", "admin"],
         "tls": {
             "certificate_path": s["tls_certificate_path"],
             "private_key_path": s["tls_private_key_path"],
@@ -124,7 +125,7 @@ def build_overlay(s: dict[str, Any], hs_dir: Path) -> dict[str, Any]:
     http_listener = {
         "port": s["http_port"],
         "bind_addresses": [s["bind_host"]],
-        "resources": ["client", "media"],
+        "resources": ["client", "media", "admin"],
     }
     dsn = postgres_dsn(hs_dir)
     database = (
@@ -137,6 +138,8 @@ def build_overlay(s: dict[str, Any], hs_dir: Path) -> dict[str, Any]:
         "require_token": False,
         "allow_guests": True,
     }
+    if s.get("registration_shared_secret"):
+        registration["shared_secret"] = s["registration_shared_secret"]
     overlay: dict[str, Any] = {
         "server_name": s["server_name"],
         "public_baseurl": s["public_baseurl"].rstrip("/") + "/",
@@ -180,7 +183,7 @@ def write_overlay(s: dict[str, Any], settings_path: str, hs_dir: Path) -> Path:
         f.write(
             "# written by tests/sytest/ranvier_from_generic.py from\n"
             f"# {settings_path}; layered over the base homeserver.yaml\n"
-            "# not mapped: registration_shared_secret, macaroon_secret_key,\n"
+            "# not mapped: macaroon_secret_key,\n"
             f"#   app_service_config_files ({appservices} given),"
             f" recaptcha ({given['recaptcha']}), cas ({given['cas']})\n"
         )

@@ -13,6 +13,7 @@ import enum
 import itertools
 import logging
 import re
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -83,6 +84,11 @@ class Requester:
     app_service_id: str | None = None
     # False for services registered with `rate_limited: false`.
     ratelimited: bool = True
+    # Spec: account locking (every request 401 M_USER_LOCKED) and suspension (read-only).
+    locked: bool = False
+    suspended: bool = False
+    # Synapse's shadow-ban: sends and invites answer success but do nothing.
+    shadow_banned: bool = False
 
 
 class Authenticator(Protocol):
@@ -392,6 +398,19 @@ def extract_token(request: web.Request) -> str | None:
     return request.query.get("access_token") or None
 
 
+RequestObserver = Callable[[str, str, int, float], None]
+
+
+def route_template(request: web.Request) -> str:
+    """The matched route's template, not the raw path: a metrics label per room or user
+    would be unbounded."""
+    route = request.match_info.route
+    resource = route.resource
+    if resource is None or request.match_info.http_exception is not None:
+        return "<unmatched>"
+    return resource.canonical
+
+
 @dataclass
 class HttpSettings:
     max_body_size: int = 1 << 20
@@ -401,6 +420,8 @@ class HttpSettings:
     server_authenticator: ServerAuthenticator | None = None
     # Checked before `Authenticator`: application services' `as_token`s.
     appservice_authenticator: AppServiceAuthenticator | None = None
+    # Told of every answered request: (method, route template, status, seconds).
+    request_observer: RequestObserver | None = None
 
 
 class _Dispatcher:
@@ -430,6 +451,10 @@ class _Dispatcher:
             mreq = await self._authenticate_server(request)
         else:
             mreq = MatrixRequest(request, await self._authenticate(request))
+        if mreq.requester is not None and mreq.requester.shadow_banned:
+            faked = shadow_banned_answer(request)
+            if faked is not None:
+                return json_response(faked)
         if (
             self._bucket is not None
             and self._limiter is not None
@@ -489,7 +514,50 @@ class _Dispatcher:
                 403, "M_GUEST_ACCESS_FORBIDDEN", "Guest access is not allowed here."
             )
         request[USER_ID_KEY] = requester.user_id
+        if requester.locked or requester.suspended:
+            check_account_restrictions(request, requester)
         return requester
+
+
+# Spec (Client-Server API > Account locking): a locked account may only log out.
+_LOCKED_ALLOWED: Final = re.compile(r"/_matrix/client/[^/]+/logout(/all)?")
+# Spec (Account suspension): a suspended account keeps read access and may leave, log
+# out, manage its devices and keys, deactivate, and keep its client state (filters,
+# receipts, account data, to-device); everything else that writes is refused.
+_SUSPENDED_ALLOWED: Final = re.compile(
+    r"/_matrix/client/[^/]+/(logout(/all)?|rooms/[^/]+/(leave|forget|receipt/.*"
+    r"|read_markers|typing/.*)|devices/.*|delete_devices|account/deactivate"
+    r"|keys/.*|room_keys/.*|user/[^/]+/(filter|account_data/.*|rooms/.*)"
+    r"|sendToDevice/.*|search)"
+)
+_READ_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
+_SHADOW_SEND: Final = re.compile(r"/_matrix/client/[^/]+/rooms/[^/]+/send/.+")
+_SHADOW_INVITE: Final = re.compile(r"/_matrix/client/[^/]+/rooms/[^/]+/invite")
+
+
+def shadow_banned_answer(request: web.Request) -> JsonDict | None:
+    """What a shadow-banned user is told instead of sending or inviting (as Synapse):
+    a made-up event ID, or an empty success; None for requests that run normally."""
+    path = request.path
+    if request.method == "PUT" and _SHADOW_SEND.fullmatch(path):
+        return {"event_id": "$" + secrets.token_urlsafe(32)}
+    if request.method == "POST" and _SHADOW_INVITE.fullmatch(path):
+        return {}
+    return None
+
+
+def check_account_restrictions(request: web.Request, requester: Requester) -> None:
+    path = request.path
+    if requester.locked:
+        if _LOCKED_ALLOWED.fullmatch(path) is None:
+            raise MatrixError(
+                401, "M_USER_LOCKED", "This account has been locked.", soft_logout=True
+            )
+        return
+    if request.method in _READ_METHODS or path.startswith("/_synapse/admin/"):
+        return
+    if _SUSPENDED_ALLOWED.fullmatch(path) is None:
+        raise MatrixError(403, "M_USER_SUSPENDED", "This account has been suspended.")
 
 
 _request_ids = itertools.count(1)
@@ -518,11 +586,20 @@ def _make_middleware(settings: HttpSettings) -> Any:
             fwd = request.headers.get("X-Forwarded-For")
             if fwd:
                 request[CLIENT_IP_KEY] = fwd.split(",")[0].strip()
+        status = 500
         try:
             response = await _dispatch(request, handler)
             response.headers.update(_CORS_HEADERS)
+            status = response.status
             return response
         finally:
+            if settings.request_observer is not None:
+                settings.request_observer(
+                    request.method,
+                    route_template(request),
+                    status,
+                    time.perf_counter() - start,
+                )
             access_logger.info(
                 "%s %s %s %s %.1fms",
                 request.get(CLIENT_IP_KEY) or request.remote,

@@ -17,7 +17,9 @@ from ranvier.api import health, well_known
 from ranvier.api.client import versions
 from ranvier.api.http import Authenticator, Endpoint, HttpSettings
 from ranvier.api.keys.server import ServerKeyResource
+from ranvier.api.metrics import ServerMetrics
 from ranvier.app.accounts import Accounts, build_accounts
+from ranvier.app.admin import build_admin, build_admin_federation, build_admin_media
 from ranvier.app.appservices import (
     AppServices,
     build_app_service_auth,
@@ -34,6 +36,7 @@ from ranvier.app.oauth import build_oauth, without_classic_auth
 from ranvier.app.push import Push, PushNotifierLink, build_push, build_push_core
 from ranvier.app.room_federation import FederationSeam, build_room_federation
 from ranvier.app.rooms import build_rooms, random_opaque_id
+from ranvier.app.sliding_sync import build_sliding_sync
 from ranvier.app.sync import (
     RoomsReadSide,
     build_legacy_sync,
@@ -190,6 +193,12 @@ async def build_homeserver(
         # From here `hs.stop()` closes, in order, whatever has been attached to `hs`:
         # attach each part (federation, push, media, ...) as soon as it is built.
         opened.push_async_callback(hs.stop)
+        # --- metrics (issue #14): Prometheus, served on the `metrics` resource --------
+        metrics = ServerMetrics(config.server_name)
+        http_settings.request_observer = metrics.observe_request
+        db.txn_observer = metrics.observe_txn
+        metrics.track_db_in_flight(lambda: db.active_transactions)
+        # --- end metrics ---------------------------------------------------------------
         wk = well_known.WellKnownResource(
             config.public_baseurl,
             _federation_authority(config),
@@ -231,13 +240,20 @@ async def build_homeserver(
         push_link = PushNotifierLink()  # bound by "push, part 1" below
         appservice_notifier = AppServiceNotifier()  # senders added below
         hs.shutdown_callbacks.append(notifier.close)
+        metrics.track_sync_waiting(lambda: notifier.waiting)
         rooms = await build_rooms(
             config,
             db,
             clock,
             signing_key=signing_key,
             profiles=accounts.profiles,
-            notifier=NotifierChain(notifier, seam, push_link, appservice_notifier),
+            notifier=NotifierChain(
+                notifier,
+                seam,
+                push_link,
+                metrics.event_counter(),
+                appservice_notifier,
+            ),
             hooks=accounts.hooks,
             remote=seam,
             backfill=seam,
@@ -329,6 +345,21 @@ async def build_homeserver(
         sync.typing.edu_listeners.append(appservice_notifier.on_ephemeral)
         sync.receipts.edu_listeners.append(appservice_notifier.on_ephemeral)
         # --- end application services ---------------------------------------------------
+        # --- sliding sync (issue #12): MSC4186 over the same read side as /sync -------
+        sliding = build_sliding_sync(
+            db=db,
+            clock=clock,
+            supervisor=hs.supervisor,
+            sync=sync,
+            rooms=RoomsReadSide(
+                rooms.events, rooms.state, rooms.visibility, rooms.serializer
+            ),
+            keys=e2e_key_counts,
+            notification_counts=push_core.counts,
+            hooks=accounts.hooks,
+        )
+        hs.resources["client"].extend(sliding.endpoints)
+        # --- end sliding sync --------------------------------------------------------
         # --- push, part 2: m.push_rules account data, pushers, /notifications ---------
         hs.push = build_push(
             config,
@@ -345,8 +376,16 @@ async def build_homeserver(
         hs.resources["keys"] = ServerKeyResource(server_keys).endpoints()
         hs.resources["federation"] = []
         hs.resources["media"] = []
-        hs.resources["admin"] = []
-        hs.resources["metrics"] = []
+        # --- admin API (issue #14): Synapse's /_synapse/admin, the spec's admin endpoints
+        admin = build_admin(config, db, clock, accounts, rooms, hs.supervisor)
+        hs.resources["admin"] = [
+            ep for ep in admin.endpoints if ep.paths[0].startswith("/_synapse/")
+        ]
+        hs.resources["client"].extend(
+            ep for ep in admin.endpoints if not ep.paths[0].startswith("/_synapse/")
+        )
+        # --- end admin API -------------------------------------------------------------
+        hs.resources["metrics"] = metrics.endpoints()
         # --- federation transport (issue #6): keyring, client, sender, X-Matrix, notary
         # Last: it opens the outbound HTTP session, which nothing after it could leak.
         hs.federation = build_federation(
@@ -361,6 +400,8 @@ async def build_homeserver(
             http_settings.server_authenticator = hs.federation.authenticator
         hs.resources["keys"].extend(hs.federation.key_endpoints)
         hs.resources["federation"].extend(hs.federation.federation_endpoints)
+        sender = hs.federation.sender
+        metrics.track_federation_destinations(lambda: len(sender.active_destinations))
         # --- end federation transport --------------------------------------------------
         # --- federation rooms, outbound (issue #6): remote joins/leaves/knocks/invites,
         # backfill, remote queries, local events and EDUs to the room's other servers
@@ -430,6 +471,10 @@ async def build_homeserver(
         hs.resources["media"].extend(hs.media.media_endpoints)
         hs.resources["federation"].extend(hs.media.federation_endpoints)
         # --- end media repository --------------------------------------------------------
+        # --- admin API, late parts (issue #14): media, federation destinations ----------
+        hs.resources["admin"].extend(build_admin_media(config, db, admin, hs.media))
+        hs.resources["admin"].extend(build_admin_federation(admin, hs.federation))
+        # --- end admin API, late parts ---------------------------------------------------
         opened.pop_all()  # `Homeserver.stop()` owns them now
         return hs
     except BaseException:

@@ -50,6 +50,8 @@ class Media:
     federation_endpoints: list[Endpoint]
     dns: DnsResolver
     fetchers: list[WebFetcher] = field(default_factory=list)
+    # The content-addressed files, for the admin API's media deletion.
+    files: MediaFiles | None = None
 
     async def close(self) -> None:
         for fetcher in self.fetchers:
@@ -133,4 +135,5 @@ def build_media(
         federation_endpoints=FederationMediaResource(repository).endpoints(),
         dns=dns,
         fetchers=fetchers,
+        files=files,
     )

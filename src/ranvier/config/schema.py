@@ -300,6 +300,15 @@ class RegistrationConfig:
         "Allow guest accounts (read-only access to rooms that permit guests).",
         v.boolean,
     )
+    shared_secret: str | None = setting(
+        None,
+        "Synapse's registration_shared_secret: lets scripts holding it create accounts "
+        "(admins included) through POST /_synapse/admin/v1/register, as "
+        "register_new_matrix_user does, even while registration is disabled.",
+        v.string,
+        example="${RANVIER_REGISTRATION_SECRET}",
+        secret=True,
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

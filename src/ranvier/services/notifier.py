@@ -134,9 +134,11 @@ class Listener:
             return False
         woken = asyncio.ensure_future(self._woken.wait())
         timer = asyncio.ensure_future(self._clock.sleep(timeout_seconds))
+        self._notifier.waiting += 1
         try:
             await asyncio.wait({woken, timer}, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            self._notifier.waiting -= 1
             woken.cancel()
             timer.cancel()
         return self._woken.is_set()
@@ -156,6 +158,8 @@ class Notifier:
         # Wake-ups whose position is not readable yet (an earlier write is in flight).
         self._held: dict[StreamKey, list[Wakeup]] = {}
         self._closed = False
+        # Listeners blocked in `wait` now (long-polling syncs), for metrics.
+        self.waiting = 0
         # Room change cache: the last event position per room, complete for positions
         # above `_rooms_floor` (None: not tracking yet).
         self._room_last_event: dict[str, int] = {}

@@ -136,6 +136,13 @@ class Database:
         self._orphans: set[asyncio.Future[Any]] = set()
         self._closing = False
         self._closed = asyncio.Event()
+        # Told of every transaction (name, seconds including retries, succeeded): metrics.
+        self.txn_observer: Callable[[str, float, bool], None] | None = None
+
+    @property
+    def active_transactions(self) -> int:
+        """Transactions running or waiting for a connection (metrics)."""
+        return self._active
 
     @property
     def engine(self) -> Dialect:
@@ -183,9 +190,15 @@ class Database:
             raise DatabaseClosedError(f"database closed; cannot run transaction {name}")
         self._active += 1
         self._idle.clear()
+        started = time.perf_counter()
+        ok = False
         try:
-            return await self._run_attempts(name, options, call)
+            result = await self._run_attempts(name, options, call)
+            ok = True
+            return result
         finally:
+            if self.txn_observer is not None:
+                self.txn_observer(name, time.perf_counter() - started, ok)
             self._active -= 1
             if not self._active:
                 self._idle.set()

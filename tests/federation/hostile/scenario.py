@@ -222,6 +222,33 @@ async def rejected_ids(a: Attack) -> set[str]:
     return await db.run_read_txn("test_rejected_ids", txn_fn)
 
 
+@dataclass(frozen=True)
+class StoredStatus:
+    outlier: bool
+    rejected_reason: str | None
+    soft_failed: bool
+
+
+async def stored_status(a: Attack, event_id: str) -> StoredStatus | None:
+    """How `event_id` is stored (None: not stored); an event has one row at most."""
+
+    def txn_fn(txn: Txn) -> StoredStatus | None:
+        txn.execute(
+            "SELECT outlier, rejected_reason, soft_failed FROM events "
+            "WHERE event_id = ?",
+            (event_id,),
+        )
+        rows = txn.fetchall()
+        assert len(rows) <= 1, rows
+        if not rows:
+            return None
+        outlier, reason, soft = rows[0]
+        return StoredStatus(bool(outlier), reason, bool(soft))
+
+    db = a.hs.peer.homeserver.db
+    return await db.run_read_txn("test_stored_status", txn_fn)
+
+
 def _ids_in(value: Any) -> set[str]:
     """Every string in a JSON value (event IDs appear as strings)."""
     if isinstance(value, str):

@@ -27,6 +27,7 @@ from tests.federation.hostile.scenario import (
     current_state,
     rejected_ids,
     serve_peer,
+    stored_status,
 )
 
 FAMILIES = ["1", "3", "10", "11", "12"]
@@ -217,7 +218,11 @@ async def test_stale_auth_events_do_not_restore_revoked_power(
             a.room, MALLORY, "m.room.name", {"name": "mine"}, state_key="", auth=auth
         )
         results = await a.send([name])
-        assert "rejected" in results[name.event_id]["error"]
+        # Processed: `{}` as Synapse answers; the rejection is stored.
+        assert results == {name.event_id: {}}, results
+        status = await stored_status(a, name.event_id)
+        assert status is not None
+        assert status.rejected_reason is not None
         await assert_room_intact(
             a,
             expected={PL_KEY: demote.event_id},
@@ -249,7 +254,12 @@ async def test_auth_events_citing_a_rejected_event(
             a.room, MALLORY, "m.room.name", {"name": "mine"}, state_key="", auth=auth
         )
         results = await a.send([name])
-        assert "error" in results[name.event_id]
+        # Processed: `{}` as Synapse answers; both are stored as rejected.
+        assert results == {name.event_id: {}}, results
+        for event_id in (x.event_id, name.event_id):
+            status = await stored_status(a, event_id)
+            assert status is not None
+            assert status.rejected_reason is not None
         await assert_room_intact(
             a,
             expected={PL_KEY: real_pl},
@@ -498,9 +508,14 @@ async def test_timestamps_far_in_the_future(tmp_path: Path, room_version: str) -
         results = await a.send([msg, name])
         if a.rv.enforce_key_validity:
             assert "valid key" in results[msg.event_id]["error"]
+            assert "error" in results[name.event_id]
         else:
             assert results[msg.event_id] == {}
-        assert "error" in results[name.event_id]
+            # Processed (mallory may not name the room): `{}`, stored as rejected.
+            assert results[name.event_id] == {}
+            status = await stored_status(a, name.event_id)
+            assert status is not None
+            assert status.rejected_reason is not None
         await assert_room_intact(
             a, expected={PL_KEY: key(a, PL_KEY)}, forbidden={name.event_id}
         )

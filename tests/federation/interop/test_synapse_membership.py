@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import aiohttp
 import pytest
 
 from tests.federation.interop.conftest import RanvierPeer
@@ -214,3 +215,39 @@ async def test_concurrent_state_changes_converge(
         return a == b
 
     await eventually(same_state, what="identical current state")
+
+
+async def test_synapse_invites_a_second_ranvier_user_already_federated(
+    synapse: SynapseServer,
+    ranvier: RanvierPeer,
+    syn_alice: MatrixClient,
+    rv_bob: MatrixClient,
+    http: aiohttp.ClientSession,
+) -> None:
+    """Ranvier is in the room (Bob) when Alice invites Carol: the invite reaches
+    Ranvier out of band (`/invite`) and then in `/send`; it must enter Ranvier's room
+    state (de-outliering), so Bob sees it and Carol's join is allowed (SyTest
+    "… with users from both servers")."""
+    room_id = await syn_alice.create_room(preset="private_chat")
+    await syn_alice.invite(room_id, rv_bob.user_id)
+
+    async def bob_invited() -> bool:
+        return room_id in await _invited_rooms(rv_bob)
+
+    await eventually(bob_invited, what="bob's invite on ranvier")
+    await rv_bob.join(room_id)
+    carol = MatrixClient(http, ranvier.client_url)
+    await carol.register("carol")
+    await syn_alice.invite(room_id, carol.user_id)
+
+    async def carol_invited_for_bob() -> bool:
+        return (await rv_bob.members(room_id)).get(carol.user_id) == "invite"
+
+    await eventually(carol_invited_for_bob, what="carol's invite in ranvier's state")
+    assert room_id in await _invited_rooms(carol)
+    await carol.join(room_id)
+
+    async def carol_joined_on_synapse() -> bool:
+        return (await syn_alice.members(room_id)).get(carol.user_id) == "join"
+
+    await eventually(carol_joined_on_synapse, what="carol's join on synapse")

@@ -61,7 +61,15 @@ class AccessTokenAuthenticator:
         self, access_token: str, client_ip: str | None = None
     ) -> Requester:
         owner = await self._sessions.get_token_owner(access_token, client_ip)
-        return Requester(owner.user_id, owner.device_id, owner.is_guest, owner.token_id)
+        return Requester(
+            owner.user_id,
+            owner.device_id,
+            owner.is_guest,
+            owner.token_id,
+            locked=owner.locked,
+            suspended=owner.suspended,
+            shadow_banned=owner.shadow_banned,
+        )
 
 
 class LoginResource:

@@ -49,6 +49,9 @@ UNSTABLE_FEATURES: dict[str, bool] = {
     # MatrixRTC transports (api/client/rtc.py), as Synapse advertises them; the list
     # is empty unless matrix_rtc.livekit_service_urls is set.
     "org.matrix.msc4143": True,
+    # Simplified sliding sync, MSC4186 (api/client/sliding_sync.py): Element X and
+    # matrix-js-sdk's SlidingSync look for this before they use the endpoint.
+    "org.matrix.simplified_msc3575": True,
 }
 
 

@@ -88,6 +88,9 @@ class TokenOwner:
     device_id: str
     is_guest: bool
     token_id: int
+    locked: bool = False
+    suspended: bool = False
+    shadow_banned: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +186,15 @@ class SessionService:
         if row is None:
             raise unknown_token()
         entry = _Cached(
-            owner=TokenOwner(row.user_id, row.device_id, row.is_guest, row.token_id),
+            owner=TokenOwner(
+                row.user_id,
+                row.device_id,
+                row.is_guest,
+                row.token_id,
+                locked=row.locked,
+                suspended=row.suspended,
+                shadow_banned=row.shadow_banned,
+            ),
             expires_ts=row.expires_ts,
             refresh_token_id=row.refresh_token_id,
             # Only tokens from a refresh need their first use recorded.

@@ -108,6 +108,8 @@ class _Draft:
     # An out-of-band membership (a remote invite to a room we are not in): recorded in
     # the membership tables without touching the room's state.
     out_of_band: MembershipChange | None = None
+    # Stored as an accepted outlier, now placed in the DAG: its row is upgraded.
+    upgrades_outlier: bool = False
 
 
 class EventPipeline:
@@ -245,6 +247,7 @@ class EventPipeline:
                     txn_id=d.txn_id,
                     device_id=d.device_id,
                     applies_redaction_to=d.applies_redaction_to,
+                    upgrades_outlier=d.upgrades_outlier,
                 )
             )
             if d.state_change is not None:
@@ -410,6 +413,7 @@ class RoomSession:
         device_id: str | None = None,
         redaction_allowed: bool = False,
         state_before: Mapping[StateKey, str] | None = None,
+        upgrades_outlier: bool = False,
     ) -> None:
         """Run the checks on `event` and queue it for `commit`.
 
@@ -418,16 +422,30 @@ class RoomSession:
         `state_before`: for a remote event whose prev events' states are unknown here,
         the state before it as federation computed it (remote `/state_ids` resolved
         with ours); otherwise it is derived from the prev events.
+        `upgrades_outlier`: `event` is stored as an accepted outlier (fetched as an
+        auth/state event, or an out-of-band invite) and now arrives as a timeline event.
+        It is checked like a new event and its row upgraded on commit (de-outliering,
+        as Synapse does): it enters the DAG, the timeline and the current state.
         """
-        draft = _Draft(event, self._p.now(), txn_id=txn_id, device_id=device_id)
+        draft = _Draft(
+            event,
+            self._p.now(),
+            txn_id=txn_id,
+            device_id=device_id,
+            upgrades_outlier=upgrades_outlier,
+        )
         if await self._cites_other_rooms(event):
             # The state after another room's event is that room's state: taking it as
             # the state before this event would import a foreign room's power levels
             # and members. Rejected with no state (Synapse refuses such PDUs too).
             if local:
                 raise AuthError("prev_events include events of another room")
-            logger.info("rejecting %s: prev events in another room", event.event_id)
-            draft.rejected_reason = "prev_events include events of another room"
+            reason = "prev_events include events of another room"
+            if upgrades_outlier:
+                self._keep_outlier(event, reason)
+                return
+            logger.info("rejecting %s: %s", event.event_id, reason)
+            draft.rejected_reason = reason
             self._drafts.append(draft)
             return
         if state_before is not None:
@@ -443,6 +461,9 @@ class RoomSession:
         except AuthError as e:
             if local:
                 raise
+            if upgrades_outlier:
+                self._keep_outlier(event, e.reason)
+                return
             logger.info("rejecting %s: %s", event.event_id, e.reason)
             draft.rejected_reason = e.reason
             self._rejected.add(event.event_id)
@@ -460,6 +481,17 @@ class RoomSession:
         self._drafts.append(draft)
         self._queued.update(g.id for g in draft.new_groups)
         await self._advance_tip(event, draft)
+
+    def _keep_outlier(self, event: Event, reason: str) -> None:
+        """An accepted outlier failing as a timeline event stays an accepted outlier.
+
+        It passed the rules over its own auth events and may already be used: as an
+        auth event of later events, or in the room state a join gave us. Storing a
+        rejection now would withdraw it retroactively, and the state before it may come
+        from the very peer sending it (`/state_ids` at a gap): a liar could get an
+        honest event rejected for good. Synapse keeps such an event an outlier too
+        ("what we have is at least as good")."""
+        logger.info("%s stays an outlier: %s", event.event_id, reason)
 
     async def _supplied_state(
         self, draft: _Draft, state: Mapping[StateKey, str]

@@ -9,7 +9,10 @@ Transactions; Checks performed on receipt of a PDU).
 * Per PDU: the room must be known here (else an error result), the origin must pass
   the room's server ACL, then format, signatures and hashes (`PduChecker`), gap filling
   and the pipeline (`RemoteEventIngester`). The answer maps each event ID to `{}` or
-  `{"error": …}`; soft-failed events count as accepted, as Synapse does.
+  `{"error": …}`. As Synapse does, every PDU we processed gets `{}`: soft-failed and
+  rejected ones included (a rejection is logged and stored, not an error of the
+  transaction); an error means we could not process it (bad format, signatures or
+  hashes, unknown room, ACL, prev or auth events we could not get).
 * EDUs are handled after the PDUs (a receipt may point at an event of the same
   transaction); a bad EDU is dropped, never failing the transaction.
 """
@@ -212,6 +215,10 @@ class TransactionHandler:
             out.update({c.event.event_id: _error("Internal error.") for c in checked})
             return out
         for event_id, res in ingested.items():
+            if res.rejected is not None:
+                logger.info(
+                    "PDU %s from %s rejected: %s", event_id, origin, res.rejected
+                )
             out[event_id] = {} if res.error is None else _error(res.error)
         return out
 

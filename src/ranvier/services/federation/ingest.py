@@ -15,6 +15,11 @@ For each event, oldest first:
 4. the event goes through the room's pipeline session (auth against its auth events,
    against the state before it, soft-fail against the current state, persist, notify).
 
+An event already stored is done with, except an accepted outlier (fetched earlier as an
+auth or state event, or an invite received out of band for a room we are in): it now
+arrives as a timeline event and goes through steps 1-4 like a new one, its stored row
+upgraded (de-outliering, as Synapse does). A rejected outlier stays rejected.
+
 Network fetches happen before the room's lock is taken (so a slow peer does not stall
 local sends); everything is re-checked under the lock. Every fetch counts against a
 per-transaction `FetchBudget`: a transaction cannot make us download a whole room.
@@ -34,6 +39,7 @@ from ranvier.services.events.pipeline import EventPipeline, RoomSession
 from ranvier.services.events.state import MissingStateError
 from ranvier.services.federation.pdu_checks import CheckedPdu, PduChecker
 from ranvier.services.federation.remote import RemoteRoomApi
+from ranvier.storage.stores.event_rows import StoredEvent
 from ranvier.storage.stores.events import EventStore
 from ranvier.storage.stores.state import StateStore
 
@@ -65,8 +71,19 @@ class FetchBudget:
 
 @dataclass(frozen=True, slots=True)
 class IngestResult:
-    # None: accepted (or soft-failed, or already known); else why not.
+    # None: processed (accepted, soft-failed, rejected, or already known); else why we
+    # could not process it (missing prev events or auth events, fetch limits).
     error: str | None = None
+    # Processed and stored as rejected: why (logged, not an error of the PDU).
+    rejected: str | None = None
+
+
+def _is_done(stored: StoredEvent | None) -> bool:
+    """Whether a stored copy settles an incoming event: anything but an accepted
+    outlier, which is upgraded to a timeline event."""
+    return stored is not None and not (
+        stored.outlier and stored.rejected_reason is None
+    )
 
 
 @dataclass(slots=True)
@@ -77,6 +94,14 @@ class _Gaps:
     outliers: dict[str, Event] = field(default_factory=dict)
     remote_states: dict[str, dict[StateKey, str]] = field(default_factory=dict)
     failed: str | None = None
+
+
+def _stored_copy(event: Event, stored: StoredEvent | None) -> Event:
+    """The event to de-outlier: the copy we stored, not the one just received. Before
+    room v3 an event ID is not a hash, so a second copy under the same ID may differ
+    (other type or state key): the one whose JSON we keep is the one to check and
+    place in state (as "a known event ID is never replaced")."""
+    return stored.event if stored is not None else event
 
 
 class RemoteEventIngester:
@@ -137,8 +162,10 @@ class RemoteEventIngester:
         *,
         fetch_missing: bool,
     ) -> IngestResult:
-        if await self._events.get_event(event.event_id) is not None:
+        known = await self._events.get_event(event.event_id)
+        if _is_done(known):
             return IngestResult()
+        event = _stored_copy(event, known)
         gaps = _Gaps()
         await self._fill_auth_events(origin, room_id, event, budget, gaps)
         missing = await self._prevs_without_state(event)
@@ -151,8 +178,10 @@ class RemoteEventIngester:
             return IngestResult(gaps.failed)
         async with self._pipeline.room_session(room_id, rv) as session:
             await self._persist_outliers(session, gaps.outliers.values())
-            if await self._events.get_event(event.event_id) is not None:
+            stored = await self._events.get_event(event.event_id)
+            if _is_done(stored):
                 return IngestResult()
+            event = _stored_copy(event, stored)
             if await session.unknown_auth_events(event):
                 # Not stored, not rejected: the event may be another server's honest
                 # one relayed by a peer withholding its auth chain, and a stored
@@ -161,10 +190,16 @@ class RemoteEventIngester:
             state_before = None
             if gaps.remote_states:
                 state_before = await self._resolve_before(rv, event, gaps)
-            await session.add_event(event, local=False, state_before=state_before)
+            await session.add_event(
+                event,
+                local=False,
+                state_before=state_before,
+                upgrades_outlier=stored is not None,
+            )
             persisted = await session.commit()
-        rejected = persisted[-1].rejected_reason if persisted else None
-        return IngestResult(f"rejected: {rejected}" if rejected else None)
+        return IngestResult(
+            rejected=persisted[-1].rejected_reason if persisted else None
+        )
 
     async def _unknown(self, event_ids: Iterable[str]) -> list[str]:
         ids = list(dict.fromkeys(event_ids))

@@ -199,9 +199,13 @@ class RoomBackfiller:
         checked = await self._check(room_id, rv, pdus)
         stored = await self._events.get_events(list(checked))
         fresh = {
-            eid: e
+            # An accepted outlier joins the timeline as the copy we stored (before v3
+            # an ID is not a hash: the received copy may differ); a rejected one
+            # stays rejected.
+            eid: stored[eid].event if eid in stored else e
             for eid, e in checked.items()
-            if eid not in stored or stored[eid].outlier
+            if eid not in stored
+            or (stored[eid].outlier and stored[eid].rejected_reason is None)
         }
         if not fresh:
             return False

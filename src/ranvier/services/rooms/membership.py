@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Collection, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from ranvier.core.auth import (
     CREATE_KEY,
@@ -57,6 +57,10 @@ JsonDict = dict[str, Any]
 MEMBER = "m.room.member"
 
 
+class BlockedRooms(Protocol):
+    async def is_room_blocked(self, room_id: str) -> bool: ...
+
+
 class MembershipService:
     def __init__(
         self,
@@ -76,6 +80,8 @@ class MembershipService:
         self._state = state
         self._directory = directory
         self._profiles = profiles
+        # Bound by the admin API (app/admin.py): refuses joins to blocked rooms.
+        self.blocked_rooms: BlockedRooms | None = None
 
     # -- helpers -------------------------------------------------------------------------
     async def resolve_room(self, room_id_or_alias: str) -> str:
@@ -182,6 +188,12 @@ class MembershipService:
         """Join a room (by ID or alias); returns the room ID. `via`: servers the
         client suggests for rooms this server is not in."""
         room_id, servers = await self._resolve(room_id_or_alias, via)
+        if self.blocked_rooms is not None and await self.blocked_rooms.is_room_blocked(
+            room_id
+        ):
+            raise MatrixError(
+                403, "M_FORBIDDEN", "This room has been blocked on this server"
+            )
         kind = "guest" if is_guest else None
         if not await self._is_host_in_room(room_id):
             content = member_content(

@@ -54,6 +54,10 @@ class AccessTokenRow:
     expires_ts: int | None
     refresh_token_id: int | None
     used: bool
+    # Admin API account flags (spec: account locking and suspension).
+    locked: bool = False
+    suspended: bool = False
+    shadow_banned: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -442,7 +446,8 @@ def _insert_access_token_txn(
 def _get_access_token_txn(txn: Txn, token_hash: str) -> AccessTokenRow | None:
     txn.execute(
         "SELECT t.id, t.user_id, t.device_id, u.is_guest, t.expires_ts, t.refresh_token_id,"
-        " t.used FROM access_tokens AS t JOIN users AS u ON u.user_id = t.user_id"
+        " t.used, u.locked, u.suspended, u.shadow_banned"
+        " FROM access_tokens AS t JOIN users AS u ON u.user_id = t.user_id"
         " WHERE t.token_hash = ? AND NOT u.deactivated",
         (token_hash,),
     )
@@ -457,6 +462,9 @@ def _get_access_token_txn(txn: Txn, token_hash: str) -> AccessTokenRow | None:
         expires_ts=None if row[4] is None else int(row[4]),
         refresh_token_id=None if row[5] is None else int(row[5]),
         used=bool(row[6]),
+        locked=bool(row[7]),
+        suspended=bool(row[8]),
+        shadow_banned=bool(row[9]),
     )
 
 

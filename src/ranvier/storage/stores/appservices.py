@@ -1,4 +1,4 @@
-"""Application-service delivery state (schema 0017): each service's position in the
+"""Application-service delivery state (schema 0019): each service's position in the
 events stream and its persisted, not yet acknowledged transactions."""
 
 from __future__ import annotations

@@ -120,6 +120,10 @@ class EventToPersist:
     # For a redaction event: the target it may redact (checked by the caller: same
     # server, or the sender had the redact level). None: the redaction does not apply.
     applies_redaction_to: str | None = None
+    # The event is stored as an accepted outlier and now joins the DAG (de-outliering):
+    # its row is upgraded in place (new stream position, status, state groups); its
+    # JSON, edges and auth rows are already there.
+    upgrades_outlier: bool = False
 
 
 @dataclass(frozen=True, slots=True)

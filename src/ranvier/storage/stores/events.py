@@ -2,8 +2,8 @@
 room timeline pagination.
 
 Events are stored once (`events.json` is the PDU as signed). Reads go through an LRU
-cache of `StoredEvent`s; the only mutable column that matters to readers (`redacted_by`)
-invalidates the cache after commit.
+cache of `StoredEvent`s; the rows rewritten in place (`redacted_by` set, an outlier
+upgraded to a timeline event) are invalidated after commit.
 
 Stream positions come from the store's `StreamIdGenerator`: callers allocate one per
 event (`allocate_stream_orderings`), persist, and complete them whether or not the
@@ -142,9 +142,14 @@ class EventStore:
 
     def _persist_batch_txn(self, txn: Txn, batch: PersistBatch) -> None:
         redacted = persist_batch_txn(txn, batch)
+        # Rows rewritten in place: redaction status, and de-outliered events (their
+        # cached copies still say outlier, at the old stream position).
+        rewritten = redacted + [
+            i.event.event_id for i in batch.events if i.upgrades_outlier
+        ]
         # After commit, even if the caller was cancelled meanwhile.
-        if redacted:
-            txn.call_after(self._cache.invalidate, redacted)
+        if rewritten:
+            txn.call_after(self._cache.invalidate, rewritten)
         users = {m.user_id for d in batch.current_state for m in d.memberships}
         if users:
             for listener in self._membership_listeners:

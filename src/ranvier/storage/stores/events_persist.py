@@ -4,6 +4,10 @@ Events, DAG edges, state groups, state-at-event, forward extremities, current st
 membership tables, redactions, a new room's row and aliases are written together: a room
 is never left half-updated. The caller (the per-room ingest pipeline) holds the room's
 lock and has computed everything; nothing here decides policy.
+
+An event stored once as an outlier and later placed in the DAG (`upgrades_outlier`) keeps
+its one row: the row takes a new stream position (so syncs see it as new) and its status,
+and gains its state groups. Events are stored once.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from ranvier.storage.stores.relations import delete_relation_txn, insert_relatio
 from ranvier.storage.stores.search import index_event_txn, unindex_event_txn
 from ranvier.storage.txn import Txn
 
-__all__ = ["persist_batch_txn"]
+__all__ = ["OutlierGoneError", "persist_batch_txn"]
 
 
 def persist_batch_txn(txn: Txn, batch: PersistBatch) -> list[str]:
@@ -81,7 +85,15 @@ def _insert_room(txn: Txn, room: NewRoom) -> None:
     )
 
 
+class OutlierGoneError(Exception):
+    """An upgrade of an outlier found no accepted outlier row to upgrade (the caller's
+    view was stale); nothing of the batch was written."""
+
+
 def _insert_event(txn: Txn, item: EventToPersist) -> None:
+    if item.upgrades_outlier:
+        _upgrade_outlier(txn, item)
+        return
     ev = item.event
     content = ev.content
     txn.execute(
@@ -118,6 +130,32 @@ def _insert_event(txn: Txn, item: EventToPersist) -> None:
         "INSERT INTO event_auth (event_id, auth_id) VALUES (?, ?)",
         [(ev.event_id, a) for a in dict.fromkeys(ev.auth_event_ids)],
     )
+    _insert_state_at_event(txn, item)
+
+
+def _upgrade_outlier(txn: Txn, item: EventToPersist) -> None:
+    """De-outlier: only an accepted outlier is upgraded (a rejection is final)."""
+    ev = item.event
+    txn.execute(
+        "UPDATE events SET stream_ordering = ?, outlier = ?, rejected_reason = ?, "
+        "soft_failed = ?, replaces_state = ? WHERE event_id = ? AND outlier = TRUE "
+        "AND rejected_reason IS NULL",
+        (
+            item.stream_ordering,
+            item.outlier,
+            item.rejected_reason,
+            item.soft_failed,
+            item.replaces_state,
+            ev.event_id,
+        ),
+    )
+    if txn.rowcount != 1:
+        raise OutlierGoneError(ev.event_id)
+    _insert_state_at_event(txn, item)
+
+
+def _insert_state_at_event(txn: Txn, item: EventToPersist) -> None:
+    ev = item.event
     if item.state_group_after is not None:
         txn.execute(
             "INSERT INTO event_state_groups (event_id, room_id, state_group_before, "
@@ -150,8 +188,10 @@ def _apply_redactions(txn: Txn, item: EventToPersist) -> list[str]:
     if ev.type == "m.room.redaction" and item.rejected_reason is None:
         target = ev.redacts
         if target is not None:
+            # An upgraded outlier redaction already has its row.
             txn.execute(
-                "INSERT INTO redactions (event_id, redacts, room_id) VALUES (?, ?, ?)",
+                "INSERT INTO redactions (event_id, redacts, room_id) VALUES (?, ?, ?) "
+                "ON CONFLICT (event_id) DO NOTHING",
                 (ev.event_id, target, ev.room_id),
             )
         if item.applies_redaction_to is not None and not item.soft_failed:
