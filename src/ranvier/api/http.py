@@ -79,6 +79,11 @@ class Requester:
     is_guest: bool = False
     # The access token's row id, so logout can revoke exactly this session.
     token_id: int | None = None
+    # Set when an application service makes the request (its `as_token`), acting as
+    # its sender or, with `?user_id=`, as a user in its namespace.
+    app_service_id: str | None = None
+    # False for services registered with `rate_limited: false`.
+    ratelimited: bool = True
     # Spec: account locking (every request 401 M_USER_LOCKED) and suspension (read-only).
     locked: bool = False
     suspended: bool = False
@@ -91,6 +96,15 @@ class Authenticator(Protocol):
         self, access_token: str, client_ip: str | None = None
     ) -> Requester:
         """Resolve a token or raise `MatrixError` (M_UNKNOWN_TOKEN)."""
+        ...
+
+
+class AppServiceAuthenticator(Protocol):
+    async def authenticate_appservice(
+        self, token: str, query: Mapping[str, str]
+    ) -> Requester | None:
+        """The requester for an application service's `as_token` (masquerading with
+        `user_id=`), None when `token` is no service's, or raise `MatrixError`."""
         ...
 
 
@@ -373,7 +387,7 @@ def error_response(err: MatrixError) -> web.Response:
     return resp
 
 
-def _extract_token(request: web.Request) -> str | None:
+def extract_token(request: web.Request) -> str | None:
     header = request.headers.get("Authorization")
     if header is not None:
         scheme, _, token = header.partition(" ")
@@ -404,6 +418,8 @@ class HttpSettings:
     trust_forwarded_for: bool = False
     # Verifies `AuthMode.SERVER` endpoints (federation); None refuses them with 401.
     server_authenticator: ServerAuthenticator | None = None
+    # Checked before `Authenticator`: application services' `as_token`s.
+    appservice_authenticator: AppServiceAuthenticator | None = None
     # Told of every answered request: (method, route template, status, seconds).
     request_observer: RequestObserver | None = None
 
@@ -421,6 +437,7 @@ class _Dispatcher:
         self._ep = endpoint
         self._auth = authenticator
         self._server_auth = settings.server_authenticator
+        self._appservice_auth = settings.appservice_authenticator
         self._limiter = limiter
         self._bucket = (
             settings.ratelimit_buckets.get(endpoint.ratelimit)
@@ -438,7 +455,11 @@ class _Dispatcher:
             faked = shadow_banned_answer(request)
             if faked is not None:
                 return json_response(faked)
-        if self._bucket is not None and self._limiter is not None:
+        if (
+            self._bucket is not None
+            and self._limiter is not None
+            and (mreq.requester is None or mreq.requester.ratelimited)
+        ):
             key = mreq.requester.user_id if mreq.requester else mreq.client_ip
             wait = self._limiter.check(self._ep.ratelimit or "", key, self._bucket)
             if wait:
@@ -472,11 +493,18 @@ class _Dispatcher:
         mode = self._ep.auth
         if mode is AuthMode.NONE:
             return None
-        token = _extract_token(request)
+        token = extract_token(request)
         if token is None:
             if mode is AuthMode.OPTIONAL:
                 return None
             raise missing_token()
+        if self._appservice_auth is not None:
+            service = await self._appservice_auth.authenticate_appservice(
+                token, request.query
+            )
+            if service is not None:
+                request[USER_ID_KEY] = service.user_id
+                return service
         if self._auth is None:
             raise MatrixError(500, "M_UNKNOWN", "No authenticator configured.")
         client_ip = request.get(CLIENT_IP_KEY) or request.remote

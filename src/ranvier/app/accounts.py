@@ -20,11 +20,16 @@ from ranvier.api.client.profile import ProfileResource
 from ranvier.api.client.register import RegisterResource
 from ranvier.api.http import Endpoint
 from ranvier.config.schema import HomeserverConfig
+from ranvier.core.appservice import AppServiceRegistry
 from ranvier.services.accounts.devices import DeviceService
 from ranvier.services.accounts.hooks import AccountHooks
 from ranvier.services.accounts.login import LoginService, PasswordStage
 from ranvier.services.accounts.passwords import PasswordHasher
-from ranvier.services.accounts.profiles import ProfileService, RemoteProfiles
+from ranvier.services.accounts.profiles import (
+    AppServiceUserQuery,
+    ProfileService,
+    RemoteProfiles,
+)
 from ranvier.services.accounts.registration import (
     RegistrationService,
     RegistrationTokenStage,
@@ -85,6 +90,8 @@ def build_accounts(
     hasher: PasswordHasher | None = None,
     token_policy: TokenPolicy | None = None,
     remote_profiles: RemoteProfiles | None = None,
+    app_services: AppServiceRegistry | None = None,
+    app_service_users: AppServiceUserQuery | None = None,
 ) -> Accounts:
     server_name = config.server_name
     hasher = hasher or PasswordHasher()
@@ -112,16 +119,22 @@ def build_accounts(
         uia,
         hasher,
         clock,
+        is_exclusive=app_services.is_exclusive_user if app_services else None,
     )
     erasure = ErasureStore(db, clock.time_msec)
     devices = DeviceService(store, sessions, hasher, hooks, erasure)
     profiles = ProfileService(
-        server_name, profile_store, store, hooks, remote=remote_profiles
+        server_name,
+        profile_store,
+        store,
+        hooks,
+        remote=remote_profiles,
+        app_service_users=app_service_users,
     )
     hooks.deactivation.append(profiles)
     resources = (
-        RegisterResource(server_name, registration),
-        LoginResource(server_name, login, sessions, devices, uia),
+        RegisterResource(server_name, registration, app_services),
+        LoginResource(server_name, login, sessions, devices, uia, app_services),
         AccountResource(devices, uia),
         DevicesResource(devices, uia),
         ProfileResource(profiles),

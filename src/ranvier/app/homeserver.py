@@ -20,6 +20,13 @@ from ranvier.api.keys.server import ServerKeyResource
 from ranvier.api.metrics import ServerMetrics
 from ranvier.app.accounts import Accounts, build_accounts
 from ranvier.app.admin import build_admin, build_admin_federation, build_admin_media
+from ranvier.app.appservices import (
+    AppServices,
+    build_app_service_auth,
+    build_app_service_http,
+    build_app_services,
+    load_app_services,
+)
 from ranvier.app.client_extras import build_client_extras, build_openid
 from ranvier.app.e2e import SeamEdus, build_e2e, build_key_counts
 from ranvier.app.federation import Federation, build_federation
@@ -49,6 +56,7 @@ from ranvier.storage.database import Database, DatabaseSettings, open_database
 from ranvier.util.clock import Clock, RealClock
 from ranvier.util.ratelimit import Bucket, RateLimiter
 from ranvier.util.supervisor import TaskSupervisor
+from ranvier.workers.appservices import AppServiceNotifier, AppServiceQueries
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +76,7 @@ class Homeserver:
     media: Media | None = None
     push: Push | None = None
     accounts: Accounts | None = None
+    appservices: AppServices | None = None
     # Run first on shutdown, before listeners drain: e.g. answer waiting long-polls now
     # so in-flight requests finish within the grace period instead of timing out.
     shutdown_callbacks: list[Callable[[], None]] = field(default_factory=list)
@@ -91,6 +100,8 @@ class Homeserver:
             await self.federation.start()
         if self.push is not None:
             await self.push.start()
+        if self.appservices is not None:
+            self.appservices.start(self.supervisor)
 
     async def stop(self) -> None:
         await self.supervisor.shutdown()
@@ -100,6 +111,8 @@ class Homeserver:
             await self.federation.stop()
         if self.media is not None:
             await self.media.close()
+        if self.appservices is not None:
+            await self.appservices.close()
         if self.accounts is not None:
             await self.accounts.close()
         await self.db.close()
@@ -198,7 +211,18 @@ async def build_homeserver(
         # --- accounts (issue #4): registration, login, devices, profiles -------------
         # Federation's room side is bound late (it needs the transport, built last).
         seam = FederationSeam()
-        accounts = build_accounts(config, db, clock, remote_profiles=seam)
+        app_service_registry = load_app_services(config)  # issue #15, see below
+        appservice_http = await build_app_service_http(config, app_service_registry)
+        opened.push_async_callback(appservice_http.close)
+        appservice_queries = AppServiceQueries(app_service_registry, appservice_http)
+        accounts = build_accounts(
+            config,
+            db,
+            clock,
+            remote_profiles=seam,
+            app_services=app_service_registry,
+            app_service_users=appservice_queries,
+        )
         hs.accounts = accounts  # its password hashing threads stop with the server
         hs.authenticator = accounts.authenticator
         hs.resources["client"].extend(accounts.endpoints())
@@ -216,6 +240,7 @@ async def build_homeserver(
         notifier = build_notifier(clock)
         push_link = PushNotifierLink()  # bound by "push, part 1" below
         presence_link = PresenceJoinLink()  # bound by "sync" below
+        appservice_notifier = AppServiceNotifier()  # senders added below
         hs.shutdown_callbacks.append(notifier.close)
         metrics.track_sync_waiting(lambda: notifier.waiting)
         rooms = await build_rooms(
@@ -225,13 +250,21 @@ async def build_homeserver(
             signing_key=signing_key,
             profiles=accounts.profiles,
             notifier=NotifierChain(
-                notifier, seam, push_link, presence_link, metrics.event_counter()
+                notifier,
+                seam,
+                push_link,
+                presence_link,
+                metrics.event_counter(),
+                appservice_notifier,
             ),
             hooks=accounts.hooks,
             remote=seam,
             backfill=seam,
             remote_directory=seam,
             erasure=accounts.erasure,
+            app_service_aliases=AppServiceQueries(
+                app_service_registry, appservice_http
+            ),
         )
         hs.resources["client"].extend(rooms.endpoints)
         # --- end rooms ---------------------------------------------------------------
@@ -298,6 +331,25 @@ async def build_homeserver(
             )
         )
         # --- end sync ----------------------------------------------------------------
+        # --- application services (issue #15): as_token auth, ghosts, transactions --
+        hs.appservices = await build_app_services(
+            app_service_registry,
+            db,
+            clock,
+            http=appservice_http,
+            users=accounts.store,
+            registration=accounts.registration,
+            serializer=rooms.serializer,
+            current_position=rooms.events.get_current_position,
+            notifier=appservice_notifier,
+        )
+        http_settings.appservice_authenticator = build_app_service_auth(
+            app_service_registry, accounts.store, config.server_name
+        )
+        hs.resources["client"].extend(hs.appservices.endpoints)
+        sync.typing.edu_listeners.append(appservice_notifier.on_ephemeral)
+        sync.receipts.edu_listeners.append(appservice_notifier.on_ephemeral)
+        # --- end application services ---------------------------------------------------
         # --- sliding sync (issue #12): MSC4186 over the same read side as /sync -------
         sliding = build_sliding_sync(
             db=db,

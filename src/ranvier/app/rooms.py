@@ -27,7 +27,7 @@ from ranvier.services.events.creation import EventBuilder, LocalEventSender
 from ranvier.services.events.notify import RoomEventNotifier
 from ranvier.services.events.pipeline import EventPipeline
 from ranvier.services.events.state import StateCalculator
-from ranvier.services.rooms.aliases import DirectoryService
+from ranvier.services.rooms.aliases import AppServiceAliases, DirectoryService
 from ranvier.services.rooms.bundled import RelationBundler
 from ranvier.services.rooms.client_events import ClientEventSerializer
 from ranvier.services.rooms.creation import MemberProfiles, RoomCreationService
@@ -90,6 +90,7 @@ async def build_rooms(
     backfill: RoomBackfill | None = None,
     remote_directory: RemoteDirectory | None = None,
     erasure: ErasedUsers | None = None,
+    app_service_aliases: AppServiceAliases | None = None,
 ) -> Rooms:
     server_name = config.server_name
     events = await EventStore.open(db)
@@ -131,6 +132,7 @@ async def build_rooms(
         state=state_reader,
         clock=clock,
         remote=remote_directory,
+        app_services=app_service_aliases,
     )
     creation = RoomCreationService(
         server_name=server_name,
@@ -142,6 +144,9 @@ async def build_rooms(
         profiles=profiles,
         clock=clock,
         remote=remote,
+        may_create_alias=(
+            app_service_aliases.may_create_alias if app_service_aliases else None
+        ),
     )
     membership = MembershipService(
         server_name=server_name,

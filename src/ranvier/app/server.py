@@ -20,6 +20,7 @@ from ranvier.api.http import build_http_app
 from ranvier.api.http_transport import MatrixAppRunner
 from ranvier.app.homeserver import Homeserver, build_homeserver
 from ranvier.config.schema import HomeserverConfig, ListenerConfig
+from ranvier.core.appservice import AppServiceConfigError
 from ranvier.util.clock import Clock
 from ranvier.util.logcontext import RequestIdFilter
 
@@ -238,6 +239,11 @@ def run(config: HomeserverConfig) -> int:
     configure_logging(config.log.level, config.log.format)
     try:
         _run_loop(serve_forever(config))
+    except AppServiceConfigError as e:
+        # An operator mistake in a registration file: the message names the file
+        # and the field, a traceback would only hide it.
+        logger.error("invalid application service registration: %s", e)
+        return 1
     except Exception:
         logger.exception("fatal error")
         return 1

@@ -669,6 +669,13 @@ class HomeserverConfig:
         derive=lambda ctx: _data_dir(ctx) / "signing.key",
         default_doc="<data_dir>/signing.key",
     )
+    app_service_config_files: tuple[Path, ...] = setting(
+        (),
+        "Application-service registration files (YAML): bridges and bots. Each is "
+        "checked at start-up; invalid or conflicting files stop the server.",
+        v.list_of(v.path),
+        example=["/etc/ranvier/appservices/irc.yaml"],
+    )
     listeners: tuple[ListenerConfig, ...] = section_list(
         ListenerConfig,
         "HTTP listeners. Default: one listener on 127.0.0.1:8008 serving client, "

@@ -11,7 +11,7 @@ only the user's own).
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, Protocol
 
 from ranvier.core.errors import forbidden, invalid_param, not_found
@@ -77,6 +77,9 @@ class ReceiptService:
         self._notifier = notifier
         self._clock = clock
         self.listeners: list[ReceiptListener] = []
+        # Called with (room_id, m.receipt event) for each public receipt
+        # (application services' ephemeral events); must not block or raise.
+        self.edu_listeners: list[Callable[[str, JsonDict], None]] = []
 
     def get_current_position(self) -> int:
         return self._store.get_current_position()
@@ -178,6 +181,13 @@ class ReceiptService:
             self._notifier.notify(StreamKey.RECEIPTS, position, users=(user_id,))
         else:
             self._notifier.notify(StreamKey.RECEIPTS, position, rooms=(room_id,))
+            edu: JsonDict = {
+                "type": "m.receipt",
+                "room_id": room_id,
+                "content": {event_id: {receipt_type: {user_id: data}}},
+            }
+            for edu_listener in self.edu_listeners:
+                edu_listener(room_id, edu)
             if self._federation is not None:
                 await self._federation.send_receipt(
                     room_id, receipt_type, user_id, [event_id], data

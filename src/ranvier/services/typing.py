@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection
-from typing import Protocol
+from collections.abc import Callable, Collection
+from typing import Any, Protocol
 
 from ranvier.core.errors import forbidden
 from ranvier.core.streams import StreamKey
@@ -63,6 +63,9 @@ class TypingService:
         self._changed_at: dict[str, int] = {}
         self._expiry_running = False
         self._task: asyncio.Task[None] | None = None
+        # Called with (room_id, m.typing event) on every change (application
+        # services' ephemeral events); must not block or raise.
+        self.edu_listeners: list[Callable[[str, dict[str, Any]], None]] = []
 
     def get_current_position(self) -> int:
         return self._position
@@ -102,6 +105,14 @@ class TypingService:
         self._position += 1
         self._changed_at[room_id] = self._position
         self._notifier.notify(StreamKey.TYPING, self._position, rooms=(room_id,))
+        if self.edu_listeners:
+            edu = {
+                "type": "m.typing",
+                "room_id": room_id,
+                "content": {"user_ids": self.get_typing_users(room_id)},
+            }
+            for listener in self.edu_listeners:
+                listener(room_id, edu)
 
     # -- reading (sync) ----------------------------------------------------------------------
     def get_typing_users(self, room_id: str) -> list[str]:

@@ -1,7 +1,8 @@
 """Login, logout, token refresh and login tokens; the access-token authenticator.
 
     GET  /_matrix/client/v3/login
-    POST /_matrix/client/v3/login                 (m.login.password, m.login.token)
+    POST /_matrix/client/v3/login                 (m.login.password, m.login.token,
+                                                   m.login.application_service)
     POST /_matrix/client/v3/logout
     POST /_matrix/client/v3/logout/all
     POST /_matrix/client/v3/refresh
@@ -15,15 +16,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from ranvier.api.client.register import device_id_param, uia_request
-from ranvier.api.http import AuthMode, Endpoint, MatrixRequest, Requester, client_paths
-from ranvier.core.errors import missing_param
+from ranvier.api.client.register import APPSERVICE_LOGIN, device_id_param, uia_request
+from ranvier.api.http import (
+    AuthMode,
+    Endpoint,
+    JsonBody,
+    MatrixRequest,
+    Requester,
+    client_paths,
+    extract_token,
+)
+from ranvier.core.appservice import AppServiceRegistry
+from ranvier.core.errors import MatrixError, forbidden, missing_param, missing_token
 from ranvier.services.accounts.devices import DeviceService
 from ranvier.services.accounts.login import (
     LOGIN_PASSWORD,
     LOGIN_TOKEN,
     LoginRequest,
     LoginService,
+    identifier_user,
 )
 from ranvier.services.accounts.sessions import SessionService, TokenOwner
 from ranvier.services.accounts.uia import PASSWORD, UserInteractiveAuth
@@ -69,31 +80,57 @@ class LoginResource:
         sessions: SessionService,
         devices: DeviceService,
         uia: UserInteractiveAuth,
+        app_services: AppServiceRegistry | None = None,
     ) -> None:
         self._server_name = server_name
         self._login = login
         self._sessions = sessions
         self._devices = devices
         self._uia = uia
+        self._app_services = app_services or AppServiceRegistry(())
 
     async def get_login(self, _req: MatrixRequest) -> dict[str, Any]:
-        return {
-            "flows": [
-                {"type": LOGIN_PASSWORD},
-                {"type": LOGIN_TOKEN, "get_login_token": True},
-            ]
-        }
+        flows: list[dict[str, Any]] = [
+            {"type": LOGIN_PASSWORD},
+            {"type": LOGIN_TOKEN, "get_login_token": True},
+        ]
+        if self._app_services.services:
+            flows.append({"type": APPSERVICE_LOGIN})
+        return {"flows": flows}
+
+    async def _appservice_user(self, req: MatrixRequest, body: JsonBody) -> str:
+        """Spec: Application Service API > Server admin style permissions: a service
+        logs in users of its namespace with its as_token, without a password."""
+        token = extract_token(req.raw)
+        if token is None:
+            raise missing_token()
+        service = self._app_services.by_as_token(token)
+        if service is None:
+            raise MatrixError(
+                401, "M_UNKNOWN_TOKEN", "Not an application service token."
+            )
+        row = await self._login.find_user(identifier_user(body.raw))
+        if row is None or not service.is_user_in_namespace(row.user_id):
+            raise forbidden("The user is not in the application service's namespace.")
+        return row.user_id
 
     async def post_login(self, req: MatrixRequest) -> dict[str, Any]:
         body = await req.json()
+        login_type = body.require_str("type")
+        verified = (
+            await self._appservice_user(req, body)
+            if login_type == APPSERVICE_LOGIN
+            else None
+        )
         issued = await self._login.login(
             LoginRequest(
-                login_type=body.require_str("type"),
+                login_type=login_type,
                 body=body.raw,
                 device_id=device_id_param(body),
                 initial_device_display_name=body.get_str("initial_device_display_name"),
                 want_refresh=body.get_bool("refresh_token"),
                 client_ip=req.client_ip,
+                verified_user_id=verified,
             )
         )
         return issued.to_json(self._server_name)

@@ -99,6 +99,14 @@ def parse_create_room(body: JsonBody) -> CreateRoomRequest:
     )
 
 
+def appservice_ts(req: MatrixRequest) -> int | None:
+    """Spec: Application Service API > Timestamp massaging: `ts` sets the event's
+    `origin_server_ts`, for application services only (bridged history)."""
+    if req.user.app_service_id is None:
+        return None
+    return req.query_int("ts", minimum=0)
+
+
 class RoomsResource:
     def __init__(
         self,
@@ -146,6 +154,7 @@ class RoomsResource:
             event_type=req.path_param("eventType"),
             content=body.raw,
             txn_id=txn_id,
+            origin_server_ts=appservice_ts(req),
         )
         return {"event_id": event_id}
 
@@ -158,6 +167,7 @@ class RoomsResource:
             event_type=event_type,
             state_key=req.raw.match_info.get("stateKey", ""),
             content=_check_content(event_type, body.raw),
+            origin_server_ts=appservice_ts(req),
         )
         return {"event_id": event_id}
 

@@ -44,6 +44,9 @@ class LoginRequest:
     initial_device_display_name: str | None
     want_refresh: bool
     client_ip: str | None
+    # Set by the caller once it has established who logs in some other way (an
+    # application service logging in a user of its namespace with its as_token).
+    verified_user_id: str | None = None
 
 
 def identifier_user(body: Mapping[str, Any]) -> str:
@@ -120,7 +123,9 @@ class LoginService:
         return ok
 
     async def login(self, req: LoginRequest) -> IssuedLogin:
-        if req.login_type == LOGIN_PASSWORD:
+        if req.verified_user_id is not None:
+            user_id = req.verified_user_id
+        elif req.login_type == LOGIN_PASSWORD:
             user_id = await self._password_login(req.body)
         elif req.login_type == LOGIN_TOKEN:
             user_id = await self._token_login(req.body)

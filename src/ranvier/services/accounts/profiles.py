@@ -59,6 +59,13 @@ class RemoteProfiles(Protocol):
     ) -> JsonDict: ...
 
 
+class AppServiceUserQuery(Protocol):
+    async def query_user(self, user_id: str) -> bool:
+        """Ask the application service whose namespace holds `user_id` to create it;
+        True if it says it did."""
+        ...
+
+
 class ProfileUserLookup(Protocol):
     async def get_user(self, user_id: str) -> UserRow | None: ...
 
@@ -119,18 +126,30 @@ class ProfileService:
         users: ProfileUserLookup,
         hooks: AccountHooks,
         remote: RemoteProfiles | None = None,
+        app_service_users: AppServiceUserQuery | None = None,
     ) -> None:
         self._server_name = server_name
         self._store = store
         self._users = users
         self._hooks = hooks
         self._remote = remote
+        self._app_service_users = app_service_users
 
     def is_local(self, user_id: str) -> bool:
         return user_id.endswith(":" + self._server_name) and user_id.startswith("@")
 
     async def _require_user(self, user_id: str) -> None:
-        if not self.is_local(user_id) or await self._users.get_user(user_id) is None:
+        if not self.is_local(user_id):
+            raise not_found("Profile not found.")
+        if await self._users.get_user(user_id) is not None:
+            return
+        # Spec (Application Service API > Querying): an unknown user in a service's
+        # namespace is first asked of the service, which may create it (a ghost).
+        if (
+            self._app_service_users is None
+            or not await self._app_service_users.query_user(user_id)
+            or await self._users.get_user(user_id) is None
+        ):
             raise not_found("Profile not found.")
 
     async def get_profile(self, user_id: str) -> JsonDict:

@@ -294,6 +294,29 @@ class RegistrationService:
                     raise
         raise MatrixError(500, "M_UNKNOWN", "Could not allocate a guest user ID.")
 
+    async def register_appservice_user(
+        self, localpart: str, req: RegisterRequest
+    ) -> Registered:
+        """A ghost user an application service registers in its own namespace (the
+        caller has checked that): no UIA, no password, and `registration.enabled`
+        does not apply (spec: Application Service API > Server admin style
+        permissions)."""
+        localpart = localpart.lower()
+        check_new_localpart(localpart, self._server_name)
+        user_id = user_id_of(localpart, self._server_name)
+        reg = Registration(
+            user=NewUser(
+                user_id=user_id,
+                password_hash=None,
+                is_guest=False,
+                is_admin=False,
+                profile=self._initial_profile(user_id, False),
+                created_ts=self._clock.time_msec(),
+            ),
+            login=None,
+        )
+        return await self._create(reg, req)
+
     async def register_local_user(
         self, localpart: str, password: str, *, admin: bool = False
     ) -> str:

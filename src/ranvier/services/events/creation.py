@@ -178,12 +178,15 @@ class LocalEventSender:
         txn: tuple[str, str] | None = None,
         precheck: Callable[[RoomSession], Awaitable[bool]] | None = None,
         redaction_allowed: bool = False,
+        origin_server_ts: int | None = None,
     ) -> SentEvent:
         """Create and persist one event in `room_id`.
 
         `txn` is (device_id, txn_id) for idempotent sends. `precheck` runs under the
         room's lock before building (it may raise, or return False to skip the send and
         return the current event for the state key, e.g. a no-op re-join).
+        `origin_server_ts` replaces the clock for bridged history (an application
+        service's `ts=`).
         """
         rv = await self.room_version(room_id)
         async with self._pipeline.room_session(room_id, rv) as session:
@@ -203,7 +206,7 @@ class LocalEventSender:
                 content=content,
                 state_key=state_key,
                 redacts=redacts,
-                now_ms=self._now(),
+                now_ms=self._now() if origin_server_ts is None else origin_server_ts,
             )
             try:
                 await session.add_event(

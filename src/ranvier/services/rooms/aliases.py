@@ -64,6 +64,20 @@ class PublicRoomsFilter:
     room_types: Sequence[str | None] | None = None
 
 
+class AppServiceAliases(Protocol):
+    """Application services' alias namespaces (Application Service API)."""
+
+    def may_create_alias(self, user_id: str, alias: str) -> bool:
+        """False when `alias` is in a service's exclusive namespace and `user_id` is
+        not one of that service's users."""
+        ...
+
+    async def query_alias(self, alias: str) -> bool:
+        """Ask the service whose namespace holds `alias` to create it; True if it
+        says it did."""
+        ...
+
+
 class DirectoryService:
     def __init__(
         self,
@@ -73,9 +87,11 @@ class DirectoryService:
         state: RoomStateReader,
         clock: Clock,
         remote: RemoteDirectory | None = None,
+        app_services: AppServiceAliases | None = None,
     ) -> None:
         self._server_name = server_name
         self._remote = remote
+        self._app_services = app_services
         self._rooms = rooms
         self._state = state
         self._clock = clock
@@ -101,12 +117,26 @@ class DirectoryService:
         if parsed.domain != self._server_name and self._remote is not None:
             return await self._remote.query_directory(alias)
         row = await self._rooms.get_alias(alias)
+        # Spec: an unknown alias in a service's namespace is first asked of the
+        # service, which may create the room (portal rooms of bridges).
+        if (
+            row is None
+            and self._app_services is not None
+            and await self._app_services.query_alias(alias)
+        ):
+            row = await self._rooms.get_alias(alias)
         if row is None:
             raise not_found(f"Room alias {alias} not found.")
         return row[0], [self._server_name]
 
     async def create_alias(self, user_id: str, alias: str, room_id: str) -> None:
         self._parse_local(alias)
+        if self._app_services is not None and not self._app_services.may_create_alias(
+            user_id, alias
+        ):
+            raise MatrixError(
+                400, "M_EXCLUSIVE", "This alias is reserved by an application service."
+            )
         if await self._rooms.get_room(room_id) is None:
             raise not_found("Unknown room.")
         membership = await self._rooms.get_membership(room_id, user_id)

@@ -16,7 +16,7 @@ creator can invite again).
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -118,7 +118,11 @@ class RoomCreationService:
         profiles: MemberProfiles,
         clock: Clock,
         remote: RemoteInviter | None = None,
+        may_create_alias: Callable[[str, str], bool] | None = None,
     ) -> None:
+        # (user_id, alias) -> False inside another's exclusive application-service
+        # namespace.
+        self._may_create_alias = may_create_alias or (lambda _user, _alias: True)
         self._known = known_rooms
         self._remote = remote
         self._server_name = server_name
@@ -153,11 +157,15 @@ class RoomCreationService:
                 out.append(user_id)
         return out
 
-    async def _alias(self, room_alias_name: str | None) -> str | None:
+    async def _alias(self, creator: str, room_alias_name: str | None) -> str | None:
         if room_alias_name is None:
             return None
         validate_alias_localpart(room_alias_name)
         alias = f"#{room_alias_name}:{self._server_name}"
+        if not self._may_create_alias(creator, alias):
+            raise MatrixError(
+                400, "M_EXCLUSIVE", "This alias is reserved by an application service."
+            )
         if await self._aliases.get_alias(alias) is not None:
             raise _alias_taken()
         return alias
@@ -175,7 +183,7 @@ class RoomCreationService:
         """Create the room; (room_id, canonical alias or None)."""
         rv = self._room_version(req.room_version)
         invitees = self._check_invitees(creator, req.invite)
-        alias = await self._alias(req.room_alias_name)
+        alias = await self._alias(creator, req.room_alias_name)
         preset = req.preset or (
             Preset.PUBLIC_CHAT if req.is_public else Preset.PRIVATE_CHAT
         )

@@ -55,6 +55,7 @@ class RoomMessageService:
         event_type: str,
         content: JsonDict,
         txn_id: str,
+        origin_server_ts: int | None = None,
     ) -> str:
         sent = await self._sender.send(
             room_id,
@@ -62,6 +63,7 @@ class RoomMessageService:
             event_type=event_type,
             content=content,
             txn=(device_id or "", txn_id),
+            origin_server_ts=origin_server_ts,
         )
         return sent.event_id
 
@@ -73,6 +75,7 @@ class RoomMessageService:
         event_type: str,
         state_key: str,
         content: JsonDict,
+        origin_server_ts: int | None = None,
     ) -> str:
         if event_type == "m.room.canonical_alias":
             await self._directory.check_canonical_alias_content(room_id, content)
@@ -93,6 +96,7 @@ class RoomMessageService:
             state_key=state_key,
             content=content,
             precheck=changed,
+            origin_server_ts=origin_server_ts,
         )
         if (
             event_type == "m.room.guest_access"
