@@ -18,11 +18,12 @@ from ranvier.services.accounts.hooks import AccountHooks
 from ranvier.services.sync.rooms import NotificationCounter
 from ranvier.services.sync.serialize import EventSerializer
 from ranvier.services.sync.service import KeyCounts, NoKeys
-from ranvier.services.sync.sliding.extensions import ExtensionsBuilder
+from ranvier.services.sync.sliding.extensions import ExtensionsBuilder, ThreadsSource
 from ranvier.services.sync.sliding.room_list import RoomListBuilder
 from ranvier.services.sync.sliding.rooms import RoomResultsBuilder
 from ranvier.services.sync.sliding.service import SlidingSyncService
 from ranvier.storage.database import Database
+from ranvier.storage.stores.relations import RelationStore
 from ranvier.storage.stores.room_lists import RoomListStore
 from ranvier.storage.stores.sliding_sync import SlidingSyncStore
 from ranvier.util.clock import Clock
@@ -71,6 +72,12 @@ def build_sliding_sync(
             account_data=sync.account_data,
             receipts=sync.receipts,
             typing=sync.typing,
+            threads=ThreadsSource(
+                events=rooms.events,
+                relations=RelationStore(db),
+                visibility=rooms.visibility,
+                serializer=rooms.serializer,
+            ),
         ),
         account_data=sync.account_data,
         presence=sync.presence,

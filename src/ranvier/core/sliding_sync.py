@@ -248,6 +248,9 @@ class ExtensionConfig:
     lists: tuple[str, ...] | None = None
     rooms: tuple[str, ...] | None = None
     since: str | None = None
+    # `threads` (MSC4360): at most this many thread updates; thread roots included.
+    limit: int | None = None
+    include_roots: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -456,11 +459,18 @@ def _parse_extension(name: str, raw: Any) -> ExtensionConfig:
         raise bad_json(f"'extensions.{name}.since' must be a string")
     lists = _str_list(raw, "lists")
     rooms = _str_list(raw, "rooms")
+    limit = raw.get("limit")
+    if limit is not None and (
+        not isinstance(limit, int) or isinstance(limit, bool) or limit < 1
+    ):
+        raise bad_json(f"'extensions.{name}.limit' must be a positive integer")
     return ExtensionConfig(
         enabled=bool(_opt_bool(raw, "enabled")),
         lists=None if lists is None or WILDCARD in lists else tuple(lists),
         rooms=None if rooms is None or WILDCARD in rooms else tuple(rooms),
         since=since,
+        limit=limit,
+        include_roots=bool(_opt_bool(raw, "include_roots")),
     )
 
 

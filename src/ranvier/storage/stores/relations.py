@@ -28,6 +28,7 @@ __all__ = [
     "EditCandidate",
     "RelationStore",
     "RelationsPage",
+    "ThreadUpdate",
     "ThreadsPage",
     "delete_relation_txn",
     "insert_relation_txn",
@@ -271,6 +272,31 @@ def _threads_txn(
     return ThreadsPage([str(r[0]) for r in rows], next_stream)
 
 
+@dataclass(frozen=True, slots=True)
+class ThreadUpdate:
+    """One event sent into a thread (an `m.thread` relation)."""
+
+    room_id: str
+    thread_id: str
+    event_id: str
+    stream_ordering: int
+
+
+def _thread_updates_txn(
+    txn: Txn, room_ids: list[str], after: int, upto: int, cap: int
+) -> list[ThreadUpdate]:
+    cond, params = txn.in_list("room_id", room_ids)
+    txn.execute(
+        "SELECT room_id, relates_to_id, event_id, stream_ordering FROM event_relations"
+        f" WHERE {cond} AND rel_type = ? AND stream_ordering > ?"
+        " AND stream_ordering <= ? ORDER BY stream_ordering DESC LIMIT ?",
+        (*params, REL_THREAD, after, upto, cap),
+    )
+    return [
+        ThreadUpdate(str(r[0]), str(r[1]), str(r[2]), int(r[3])) for r in txn.fetchall()
+    ]
+
+
 class RelationStore:
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -332,4 +358,15 @@ class RelationStore:
             participant=participant,
             before_stream=before_stream,
             limit=limit,
+        )
+
+    async def get_thread_updates(
+        self, room_ids: list[str], after: int, upto: int, cap: int
+    ) -> list[ThreadUpdate]:
+        """Events sent into threads of `room_ids` at stream positions in
+        (`after`, `upto`], newest first, at most `cap` of them."""
+        if not room_ids:
+            return []
+        return await self._db.run_read_txn(
+            "get_thread_updates", _thread_updates_txn, room_ids, after, upto, cap
         )

@@ -9,6 +9,16 @@
 * `account_data` (MSC3959): global account data, and per-room account data of the
   extension's rooms.
 * `receipts` (MSC3960) and `typing` (MSC3961): of the extension's rooms.
+* `threads` (MSC4360; also read as `io.element.msc4360.threads`, and answered under
+  the name asked for): threads of the extension's joined rooms with events sent into
+  them since `pos` (everything for a first request), latest first, at most `limit`
+  (default and cap 100). Each update (`updates[room][root]`) has a `prev_batch`
+  (`/relations` `from`, `dir=b`) when the thread had more than one new event, and the
+  bundled root as `thread_root` when `include_roots` is set; without it, threads whose
+  new events all came down this response's timelines are left out. A top-level
+  `prev_batch` says more threads were updated than sent (the `/thread_updates`
+  companion endpoint is not implemented). Events are checked exactly as timeline
+  events are: ignored senders dropped, history visibility at each event.
 
 "The extension's rooms" are the rooms of the lists it names and the subscribed rooms
 it names (all of either by default), among this request's lists and subscriptions.
@@ -19,20 +29,45 @@ all its account data); other rooms only what changed since `pos`.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from ranvier.core.sliding_sync import SlidingSyncRequest, extension_rooms
+from ranvier.core.room_tokens import RoomToken
+from ranvier.core.sliding_sync import (
+    ExtensionConfig,
+    SlidingSyncRequest,
+    extension_rooms,
+)
 from ranvier.core.streams import SyncToken
 from ranvier.services.account_data import AccountDataService
 from ranvier.services.receipts import ReceiptService
+from ranvier.services.rooms.client_events import ClientEventSerializer
+from ranvier.services.rooms.visibility import EventVisibility
 from ranvier.services.sync.rooms import TypingSource
 from ranvier.services.sync.service import KeyCounts
 from ranvier.services.to_device import ToDeviceService
 from ranvier.storage.stores.account_data import AccountDataSnapshot
+from ranvier.storage.stores.event_rows import StoredEvent
+from ranvier.storage.stores.events import EventStore
+from ranvier.storage.stores.relations import RelationStore, ThreadUpdate
 from ranvier.storage.stores.sync import MembershipRow, SyncStore
 
 JsonDict = dict[str, Any]
+
+THREADS = ("threads", "io.element.msc4360.threads")
+THREADS_DEFAULT_LIMIT = 100
+# How many thread events one response reads at most (more: a top-level prev_batch).
+THREAD_EVENTS_CAP = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadsSource:
+    """What the `threads` extension reads: the rooms' read side."""
+
+    events: EventStore
+    relations: RelationStore
+    visibility: EventVisibility
+    serializer: ClientEventSerializer
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +83,8 @@ class ExtensionContext:
     memberships: Mapping[str, MembershipRow]
     # All the user's account data (as of `now`).
     account: AccountDataSnapshot
+    # IDs of the timeline events this response sends, per room.
+    timeline_ids: Mapping[str, Collection[str]] = field(default_factory=dict)
 
 
 class ExtensionsBuilder:
@@ -60,6 +97,7 @@ class ExtensionsBuilder:
         account_data: AccountDataService,
         receipts: ReceiptService,
         typing: TypingSource,
+        threads: ThreadsSource | None = None,
     ) -> None:
         self._store = store
         self._to_device = to_device
@@ -67,6 +105,7 @@ class ExtensionsBuilder:
         self._account_data = account_data
         self._receipts = receipts
         self._typing = typing
+        self._threads = threads
 
     async def build(self, req: SlidingSyncRequest, ctx: ExtensionContext) -> JsonDict:
         out: JsonDict = {}
@@ -83,6 +122,13 @@ class ExtensionsBuilder:
             if ext.enabled:
                 rooms = extension_rooms(ext, ctx.list_rooms, ctx.subscribed)
                 out[name] = await build(ctx, rooms)
+        for name in THREADS:
+            ext = req.extension(name)
+            if ext.enabled and self._threads is not None:
+                rooms = extension_rooms(ext, ctx.list_rooms, ctx.subscribed)
+                threads = await self._threads_ext(ctx, ext, self._threads, rooms)
+                if threads:
+                    out[name] = threads
         return out
 
     @staticmethod
@@ -95,6 +141,8 @@ class ExtensionsBuilder:
             return True
         account = extensions.get("account_data", {})
         if account.get("global") or account.get("rooms"):
+            return True
+        if any(extensions.get(n) for n in THREADS):
             return True
         return any(extensions.get(n, {}).get("rooms") for n in ("receipts", "typing"))
 
@@ -226,6 +274,97 @@ class ExtensionsBuilder:
                 if users or (ctx.since is not None and r not in ctx.initial_rooms)
             }
         }
+
+    async def _threads_ext(
+        self,
+        ctx: ExtensionContext,
+        ext: ExtensionConfig,
+        source: ThreadsSource,
+        rooms: set[str],
+    ) -> JsonDict:
+        """The MSC4360 response; empty (left out) when no thread was updated."""
+        limit = min(ext.limit or THREADS_DEFAULT_LIMIT, THREADS_DEFAULT_LIMIT)
+        joined = sorted(r for r in rooms if _is_joined(ctx, r))
+        after = ctx.since.events if ctx.since is not None else 0
+        if not joined or after >= ctx.now.events:
+            return {}
+        updates = await source.relations.get_thread_updates(
+            joined, after, ctx.now.events, THREAD_EVENTS_CAP
+        )
+        truncated = len(updates) >= THREAD_EVENTS_CAP
+        events = await self._store_events(source, updates)
+        visible = {
+            e.event_id
+            for e in await source.visibility.filter_events_for_user(
+                ctx.user_id, events, is_peeking=False
+            )
+        }
+        # Per thread, its visible new events, newest first (updates are ordered).
+        per_thread: dict[tuple[str, str], list[ThreadUpdate]] = {}
+        for u in updates:
+            if u.event_id in visible:
+                per_thread.setdefault((u.room_id, u.thread_id), []).append(u)
+        roots = {
+            e.event_id: e
+            for e in await source.visibility.filter_events_for_user(
+                ctx.user_id,
+                await self._store_events_by_id(source, [t for _, t in per_thread]),
+                is_peeking=False,
+            )
+        }
+        chosen: list[tuple[str, str, list[ThreadUpdate]]] = []
+        for (room_id, thread_id), news in per_thread.items():
+            if thread_id not in roots or roots[thread_id].event.room_id != room_id:
+                continue
+            if not ext.include_roots:
+                sent = ctx.timeline_ids.get(room_id, ())
+                if all(u.event_id in sent for u in news):
+                    continue
+            chosen.append((room_id, thread_id, news))
+        more = truncated or len(chosen) > limit
+        chosen = chosen[:limit]
+        if not chosen:
+            return {}
+        serialized: dict[str, JsonDict] = {}
+        if ext.include_roots:
+            stored = [roots[t] for _, t, _ in chosen]
+            serialized = dict(
+                zip(
+                    [s.event_id for s in stored],
+                    await source.serializer.serialize(
+                        stored, user_id=ctx.user_id, device_id=ctx.device_id
+                    ),
+                    strict=True,
+                )
+            )
+        out: JsonDict = {}
+        for room_id, thread_id, news in chosen:
+            entry: JsonDict = {}
+            if ext.include_roots:
+                entry["thread_root"] = serialized[thread_id]
+            if len(news) > 1:
+                # `/relations` `from` is exclusive: it starts at the prior-to-latest.
+                entry["prev_batch"] = RoomToken(news[0].stream_ordering).encode()
+            out.setdefault(room_id, {})[thread_id] = entry
+        body: JsonDict = {"updates": out}
+        if more:
+            body["prev_batch"] = RoomToken(chosen[-1][2][0].stream_ordering).encode()
+        return body
+
+    @staticmethod
+    async def _store_events(
+        source: ThreadsSource, updates: list[ThreadUpdate]
+    ) -> list[StoredEvent]:
+        return await ExtensionsBuilder._store_events_by_id(
+            source, [u.event_id for u in updates]
+        )
+
+    @staticmethod
+    async def _store_events_by_id(
+        source: ThreadsSource, event_ids: list[str]
+    ) -> list[StoredEvent]:
+        loaded = await source.events.get_events(event_ids)
+        return [loaded[e] for e in event_ids if e in loaded]
 
 
 def _is_joined(ctx: ExtensionContext, room_id: str) -> bool:

@@ -226,6 +226,10 @@ class SlidingSyncService:
                 initial_rooms=initial_rooms,
                 memberships=memberships,
                 account=account,
+                timeline_ids={
+                    r: {e["event_id"] for e in body.get("timeline", ())}
+                    for r, body in outcome.rooms.items()
+                },
             ),
         )
         rows = list(outcome.sent.values())
