@@ -98,6 +98,19 @@ async def test_threads_initial_and_incremental(
         assert list(bare["updates"][room]) == [root]
         assert set(bare["updates"][room][root]) == {"prev_batch"}
 
+        # Unscoped, every joined room counts, even with no list; scoped to a list
+        # that does not exist, none.
+        nolist = await ss(
+            alice, {"conn_id": "d", "extensions": {"threads": {"enabled": True}}}
+        )
+        assert set(nolist["extensions"]["threads"]["updates"][room]) == {root, other}
+        scoped = {
+            "conn_id": "e",
+            "lists": LIST,
+            "extensions": {"threads": {"enabled": True, "lists": ["nope"]}},
+        }
+        assert "threads" not in (await ss(alice, scoped))["extensions"]
+
         # Incremental: nothing new, nothing sent.
         pos = initial["pos"]
         again = await ss(alice, req(include_roots=True), pos)

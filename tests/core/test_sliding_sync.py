@@ -158,3 +158,26 @@ def test_order_ranges_and_extension_scope() -> None:
     }
     only = ExtensionConfig(enabled=True, lists=("dms",), rooms=())
     assert extension_rooms(only, lists, ["!s"]) == {"!c"}
+
+
+def test_parse_threads_extension() -> None:
+    req = parse_request(
+        {
+            "extensions": {
+                "threads": {"enabled": True, "limit": 5, "include_roots": True}
+            }
+        }
+    )
+    ext = req.extension("threads")
+    assert (ext.enabled, ext.limit, ext.include_roots) == (True, 5, True)
+    plain = parse_request({"extensions": {"threads": {"enabled": True}}})
+    assert (
+        plain.extension("threads").limit,
+        plain.extension("threads").include_roots,
+    ) == (
+        None,
+        False,
+    )
+    for bad in (0, -1, "5", True):
+        with pytest.raises(MatrixError):
+            parse_request({"extensions": {"threads": {"enabled": True, "limit": bad}}})

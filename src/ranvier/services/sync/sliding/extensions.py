@@ -10,7 +10,8 @@
   extension's rooms.
 * `receipts` (MSC3960) and `typing` (MSC3961): of the extension's rooms.
 * `threads` (MSC4360; also read as `io.element.msc4360.threads`, and answered under
-  the name asked for): threads of the extension's joined rooms with events sent into
+  the name asked for): threads of the joined rooms (all of them unless `lists` /
+  `rooms` scope it to the extension's rooms) with events sent into
   them since `pos` (everything for a first request), latest first, at most `limit`
   (default and cap 100). Each update (`updates[room][root]`) has a `prev_batch`
   (`/relations` `from`, `dir=b`) when the thread had more than one new event, and the
@@ -125,7 +126,13 @@ class ExtensionsBuilder:
         for name in THREADS:
             ext = req.extension(name)
             if ext.enabled and self._threads is not None:
-                rooms = extension_rooms(ext, ctx.list_rooms, ctx.subscribed)
+                # Unscoped, it covers every joined room (MSC4360: "the user's joined
+                # rooms"), not only those of this response's windows.
+                rooms = (
+                    set(ctx.memberships)
+                    if ext.lists is None and ext.rooms is None
+                    else extension_rooms(ext, ctx.list_rooms, ctx.subscribed)
+                )
                 threads = await self._threads_ext(ctx, ext, self._threads, rooms)
                 if threads:
                     out[name] = threads
