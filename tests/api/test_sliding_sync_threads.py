@@ -5,6 +5,7 @@ ignored users."""
 
 from __future__ import annotations
 
+import asyncio
 import urllib.parse
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,13 @@ JsonDict = dict[str, Any]
 LIST = {"all": {"ranges": [[0, 9]], "timeline_limit": 1, "required_state": []}}
 
 
-async def ss(user: User, body: JsonDict, pos: str | None = None) -> JsonDict:
-    path = "/sync" + ("?" + urllib.parse.urlencode({"pos": pos}) if pos else "")
+async def ss(
+    user: User, body: JsonDict, pos: str | None = None, wait_ms: int = 0
+) -> JsonDict:
+    query = {"pos": pos} if pos else {}
+    if wait_ms:
+        query["timeout"] = str(wait_ms)
+    path = "/sync" + ("?" + urllib.parse.urlencode(query) if query else "")
     status, out = await user.api.call(
         "POST", path, token=user.token, json=body, prefix=SS
     )
@@ -150,6 +156,16 @@ async def test_threads_initial_and_incremental(
         assert list(ext["updates"][room]) == [other]
         assert "prev_batch" in ext["updates"][room][other]
         assert "thread_root" not in ext["updates"][room][other]
+
+        # A long-poll with no lists answers for a thread reply alone.
+        bare_body = {"conn_id": "f", "extensions": {"threads": {"enabled": True}}}
+        start = await ss(alice, bare_body)
+        poll = asyncio.create_task(ss(alice, bare_body, start["pos"], wait_ms=10_000))
+        await asyncio.sleep(0.3)
+        assert not poll.done()
+        await reply(bob, room, root, "woken")
+        woke = await asyncio.wait_for(poll, 8)
+        assert list(woke["extensions"]["threads"]["updates"][room]) == [root]
 
 
 async def test_threads_visibility_and_ignored(
