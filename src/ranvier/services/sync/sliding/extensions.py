@@ -299,7 +299,7 @@ class ExtensionsBuilder:
             joined, after, ctx.now.events, THREAD_EVENTS_CAP
         )
         truncated = len(updates) >= THREAD_EVENTS_CAP
-        events = await self._store_events(source, updates)
+        events = await _load(source, [u.event_id for u in updates])
         visible = {
             e.event_id
             for e in await source.visibility.filter_events_for_user(
@@ -315,7 +315,7 @@ class ExtensionsBuilder:
             e.event_id: e
             for e in await source.visibility.filter_events_for_user(
                 ctx.user_id,
-                await self._store_events_by_id(source, [t for _, t in per_thread]),
+                await _load(source, [t for _, t in per_thread]),
                 is_peeking=False,
             )
         }
@@ -358,20 +358,11 @@ class ExtensionsBuilder:
             body["prev_batch"] = RoomToken(chosen[-1][2][0].stream_ordering).encode()
         return body
 
-    @staticmethod
-    async def _store_events(
-        source: ThreadsSource, updates: list[ThreadUpdate]
-    ) -> list[StoredEvent]:
-        return await ExtensionsBuilder._store_events_by_id(
-            source, [u.event_id for u in updates]
-        )
 
-    @staticmethod
-    async def _store_events_by_id(
-        source: ThreadsSource, event_ids: list[str]
-    ) -> list[StoredEvent]:
-        loaded = await source.events.get_events(event_ids)
-        return [loaded[e] for e in event_ids if e in loaded]
+async def _load(source: ThreadsSource, event_ids: list[str]) -> list[StoredEvent]:
+    """The stored events of `event_ids`, in that order (unknown ones skipped)."""
+    loaded = await source.events.get_events(event_ids)
+    return [loaded[e] for e in event_ids if e in loaded]
 
 
 def _is_joined(ctx: ExtensionContext, room_id: str) -> bool:
