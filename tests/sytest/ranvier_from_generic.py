@@ -21,7 +21,8 @@ on PYTHONPATH), whatever venv supplies the interpreter, so a worktree tests
 its own code.
 
 Settings without a Ranvier config key (the tests needing them fail or skip):
-macaroon_secret_key, app_service_config_files (issue #15), recaptcha, cas.
+macaroon_secret_key, recaptcha, cas. app_service_config_files are handed over as they
+are.
 registration_shared_secret maps to registration.shared_secret, and both listeners
 serve the admin API (SyTest registers its admins through /_synapse/admin/v1/register).
 
@@ -168,6 +169,9 @@ def build_overlay(s: dict[str, Any], hs_dir: Path) -> dict[str, Any]:
             "tls": "none",
             "notif_from": "homeserver@localhost",
         }
+    appservice_files = [str(f) for f in s.get("app_service_config_files") or []]
+    if appservice_files:
+        overlay["app_service_config_files"] = appservice_files
     room_version = os.environ.get("RANVIER_SYTEST_ROOM_VERSION")
     if room_version:
         overlay["limits"] = {"default_room_version": str(room_version)}
@@ -177,14 +181,12 @@ def build_overlay(s: dict[str, Any], hs_dir: Path) -> dict[str, Any]:
 def write_overlay(s: dict[str, Any], settings_path: str, hs_dir: Path) -> Path:
     overlay = build_overlay(s, hs_dir)
     path = hs_dir / "ranvier-sytest.yaml"
-    appservices = len(s.get("app_service_config_files") or [])
     given = {k: "given" if s.get(k) else "none" for k in ("recaptcha", "cas")}
     with path.open("w") as f:
         f.write(
             "# written by tests/sytest/ranvier_from_generic.py from\n"
             f"# {settings_path}; layered over the base homeserver.yaml\n"
-            "# not mapped: macaroon_secret_key,\n"
-            f"#   app_service_config_files ({appservices} given),"
+            "# not mapped: macaroon_secret_key,"
             f" recaptcha ({given['recaptcha']}), cas ({given['cas']})\n"
         )
         yaml.safe_dump(overlay, f, sort_keys=False)
