@@ -202,8 +202,17 @@ def _update_progress_txn(
     last_success_ts: int | None,
     failing_since: int | None,
 ) -> None:
+    # Never backwards: a worker that is being replaced (the pusher set again, which
+    # moves it to "now") may still report progress from before, and a lower position
+    # would make the new worker deliver those events a second time.
     txn.execute(
         "UPDATE pushers SET last_stream_ordering = ?, last_success_ts = ?,"
-        f" failing_since = ? WHERE {_KEY}",
-        (last_stream_ordering, last_success_ts, failing_since, *key),
+        f" failing_since = ? WHERE {_KEY} AND last_stream_ordering <= ?",
+        (
+            last_stream_ordering,
+            last_success_ts,
+            failing_since,
+            *key,
+            last_stream_ordering,
+        ),
     )
