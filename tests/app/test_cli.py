@@ -5,6 +5,7 @@ import re
 import stat
 import sys
 import types
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -243,9 +244,11 @@ def test_run_loads_config_and_calls_server(
 ) -> None:
     assert init(tmp_path) == 0
     seen: list[HomeserverConfig] = []
+    paths: list[Sequence[str]] = []
 
-    def fake_run(config: HomeserverConfig) -> int:
+    def fake_run(config: HomeserverConfig, config_paths: Sequence[str]) -> int:
         seen.append(config)
+        paths.append(config_paths)
         return 7
 
     fake = types.ModuleType("ranvier.app.server")
@@ -253,6 +256,8 @@ def test_run_loads_config_and_calls_server(
     monkeypatch.setitem(sys.modules, "ranvier.app.server", fake)
     assert main(["run", "--config", str(tmp_path / "homeserver.yaml")]) == 7
     assert [c.server_name for c in seen] == ["example.com"]
+    # The paths are passed on so that SIGHUP can re-read them.
+    assert paths == [[str(tmp_path / "homeserver.yaml")]]
 
 
 def test_run_with_bad_config_does_not_start(

@@ -223,8 +223,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     # Imported here so that init and check-config work without the server's dependencies
     # (aiohttp, database drivers) being importable.
     server = importlib.import_module("ranvier.app.server")
-    run = cast(Callable[[HomeserverConfig], int], server.run)
-    return run(config)
+    run = cast(Callable[[HomeserverConfig, Sequence[str]], int], server.run)
+    return run(config, args.config)
 
 
 # --- register-user (accounts, issue #4) -----------------------------------------------

@@ -1,14 +1,16 @@
-"""Process lifecycle: logging, event loop, listeners, graceful shutdown on SIGTERM/SIGINT."""
+"""Process lifecycle: logging, event loop, listeners, graceful shutdown on SIGTERM/SIGINT,
+reload on SIGHUP."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
 import logging
+import os
 import signal
 import ssl
 import sys
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +21,9 @@ from aiohttp.http_exceptions import HttpProcessingError
 from ranvier.api.http import build_http_app
 from ranvier.api.http_transport import MatrixAppRunner
 from ranvier.app.homeserver import Homeserver, build_homeserver
+from ranvier.app.preflight import StartupError, preflight
+from ranvier.config.errors import ConfigError
+from ranvier.config.load import load_config
 from ranvier.config.schema import HomeserverConfig, ListenerConfig
 from ranvier.core.appservice import AppServiceConfigError
 from ranvier.util.clock import Clock
@@ -208,7 +213,37 @@ def configure_logging(level: str, fmt: str) -> None:
     root.setLevel(level.upper())
 
 
-async def serve_forever(config: HomeserverConfig) -> None:
+def reload_config(config_paths: Sequence[str], current: HomeserverConfig) -> None:
+    """SIGHUP: re-read the config files and apply what can change at run time (the log
+    level). A bad file is logged and ignored; the server keeps running either way."""
+    try:
+        fresh = load_config(config_paths, os.environ)
+    except ConfigError as exc:
+        logger.error("SIGHUP: config not reloaded: %s", " ".join(str(exc).split()))
+        return
+    root = logging.getLogger()
+    old_level = logging.getLevelName(root.level)
+    if fresh.log.level != old_level:
+        root.setLevel(fresh.log.level)
+        # Logged at WARNING so that the change is visible whatever the new level.
+        logger.warning("SIGHUP: log level %s -> %s", old_level, fresh.log.level)
+    else:
+        logger.info("SIGHUP: config reloaded, log level unchanged (%s)", old_level)
+    logger.debug("SIGHUP: reloaded %s", ", ".join(config_paths))
+    ignored = [
+        name
+        for name in ("rate_limits", "registration")
+        if getattr(fresh, name) != getattr(current, name)
+    ]
+    if ignored:
+        logger.warning(
+            "SIGHUP: changes to %s take effect only after a restart", ", ".join(ignored)
+        )
+
+
+async def serve_forever(
+    config: HomeserverConfig, config_paths: Sequence[str] = ()
+) -> None:
     running = await start_server(config)
     # Start-up objects (modules, config, the service graph) live as long as the
     # process: collect start-up garbage once, then freeze the survivors so that no
@@ -219,6 +254,9 @@ async def serve_forever(config: HomeserverConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    # Logs go to stderr only, so there is no log file to reopen: rotation is the job of
+    # whoever captures stderr (journald, a supervisor).
+    loop.add_signal_handler(signal.SIGHUP, reload_config, config_paths, config)
     logger.info("Ranvier serving %s", config.server_name)
     await stop.wait()
     logger.info("shutting down: finishing in-flight requests")
@@ -235,10 +273,17 @@ def _run_loop(main: Coroutine[Any, Any, None]) -> None:
         uvloop.run(main)
 
 
-def run(config: HomeserverConfig) -> int:
+def run(config: HomeserverConfig, config_paths: Sequence[str] = ()) -> int:
+    # Until the loop installs its own handler, SIGHUP must not kill a starting server.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        lock = preflight(config)
+    except StartupError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return exc.exit_code
     configure_logging(config.log.level, config.log.format)
     try:
-        _run_loop(serve_forever(config))
+        _run_loop(serve_forever(config, config_paths))
     except AppServiceConfigError as e:
         # An operator mistake in a registration file: the message names the file
         # and the field, a traceback would only hide it.
@@ -247,4 +292,6 @@ def run(config: HomeserverConfig) -> int:
     except Exception:
         logger.exception("fatal error")
         return 1
+    finally:
+        lock.release()
     return 0

@@ -1,0 +1,230 @@
+"""`ranvier run` as an operator meets it, in a real process: each start-up failure is one
+line on stderr with its documented exit code and no traceback; a second instance on the
+same data refuses to start; SIGHUP reloads the log level and never kills the server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+
+from tests.app.test_process_lifecycle import _free_port, _wait_for_versions
+from tests.conftest import fresh_postgres_database, require_postgres
+
+RANVIER = [sys.executable, "-m", "ranvier.app.cli"]
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+def _init(tmp_path: Path, port: int) -> Path:
+    data = tmp_path / "data"
+    subprocess.run(
+        [*RANVIER, "init", "--server-name", "localhost", "--data-dir", str(data),
+         "--port", str(port)],
+        check=True, stdout=subprocess.DEVNULL, env=ENV,
+    )  # fmt: skip
+    return data
+
+
+def _configs(tmp_path: Path, data: Path, overrides: dict[str, Any]) -> list[str]:
+    path = tmp_path / "overrides.yaml"
+    path.write_text(yaml.safe_dump(overrides))
+    return ["--config", str(data / "homeserver.yaml"), "--config", str(path)]
+
+
+def _run_fails(args: list[str]) -> tuple[int, str]:
+    proc = subprocess.run(
+        [*RANVIER, "run", *args], capture_output=True, text=True, timeout=60, env=ENV
+    )
+    return proc.returncode, proc.stderr
+
+
+def _assert_one_line(stderr: str) -> str:
+    assert "Traceback" not in stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+def test_data_dir_missing(tmp_path: Path) -> None:
+    data = _init(tmp_path, _free_port())
+    rc, err = _run_fails(_configs(tmp_path, data, {"data_dir": str(tmp_path / "no")}))
+    assert rc == 3
+    assert "does not exist" in _assert_one_line(err)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through permissions")
+def test_data_dir_unwritable(tmp_path: Path) -> None:
+    data = _init(tmp_path, _free_port())
+    data.chmod(0o500)
+    try:
+        rc, err = _run_fails(_configs(tmp_path, data, {}))
+    finally:
+        data.chmod(0o700)
+    assert rc == 3
+    assert "not writable" in _assert_one_line(err)
+
+
+def test_signing_key_missing(tmp_path: Path) -> None:
+    data = _init(tmp_path, _free_port())
+    (data / "signing.key").unlink()
+    rc, err = _run_fails(_configs(tmp_path, data, {}))
+    assert rc == 3
+    line = _assert_one_line(err)
+    assert "signing key" in line
+    assert "missing" in line
+
+
+def test_signing_key_malformed(tmp_path: Path) -> None:
+    data = _init(tmp_path, _free_port())
+    (data / "signing.key").write_text("ed25519 a_x not-base64!\n")
+    rc, err = _run_fails(_configs(tmp_path, data, {}))
+    assert rc == 3
+    assert "malformed" in _assert_one_line(err)
+
+
+def test_port_in_use(tmp_path: Path) -> None:
+    port = _free_port()
+    data = _init(tmp_path, port)
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+        rc, err = _run_fails(
+            _configs(tmp_path, data, {"listeners": [{"port": port,
+                     "bind_addresses": ["127.0.0.1"], "resources": ["client"]}]})
+        )  # fmt: skip
+    assert rc == 4
+    line = _assert_one_line(err)
+    assert f"127.0.0.1:{port}" in line
+    # No database work happened before the port was checked.
+    assert not (data / "homeserver.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("dsn", "expected"),
+    [
+        ("postgresql://ranvier:s3cret@127.0.0.1:1/ranvier", "Connection refused"),
+        (
+            "postgresql://nosuchrole:s3cret@127.0.0.1:5432/postgres",
+            'role "nosuchrole" does not exist',
+        ),
+        (
+            "postgresql://postgres:s3cret@127.0.0.1:5432/nosuchdb",
+            'database "nosuchdb" does not exist',
+        ),
+    ],
+)
+def test_postgres_unreachable(tmp_path: Path, dsn: str, expected: str) -> None:
+    if "5432" in dsn:
+        require_postgres()
+    data = _init(tmp_path, _free_port())
+    rc, err = _run_fails(
+        _configs(tmp_path, data, {"database": {"engine": "postgres", "dsn": dsn}})
+    )
+    assert rc == 5
+    line = _assert_one_line(err)
+    assert expected in line
+    assert "s3cret" not in line
+    assert "127.0.0.1" in line
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def engine_overrides(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
+    base: dict[str, Any] = {"rate_limits": {"enabled": False}}
+    if request.param == "sqlite":
+        yield base
+        return
+    with fresh_postgres_database(require_postgres()) as dsn:
+        yield {**base, "database": {"engine": "postgres", "dsn": dsn}}
+
+
+async def _start(args: list[str]) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        *RANVIER, "run", *args, stderr=asyncio.subprocess.PIPE, env=ENV
+    )
+
+
+async def _stop(proc: asyncio.subprocess.Process) -> str:
+    if proc.returncode is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), timeout=20)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+    assert proc.stderr is not None
+    return (await proc.stderr.read()).decode()
+
+
+async def test_second_instance_refuses_to_start(
+    tmp_path: Path, engine_overrides: dict[str, Any]
+) -> None:
+    port = _free_port()
+    data = _init(tmp_path, port)
+    args = _configs(tmp_path, data, engine_overrides)
+    first = await _start(args)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            await _wait_for_versions(session, base)
+            second = await asyncio.create_subprocess_exec(
+                *RANVIER, "run", *args, stderr=asyncio.subprocess.PIPE, env=ENV
+            )
+            _, err = await asyncio.wait_for(second.communicate(), timeout=60)
+            assert second.returncode == 6
+            line = _assert_one_line(err.decode())
+            assert "another Ranvier is running" in line
+            async with session.get(base + "/_matrix/client/versions") as r:
+                assert r.status == 200
+    finally:
+        log = await _stop(first)
+    assert first.returncode == 0, log
+
+
+async def test_sighup_reloads_log_level_and_keeps_serving(tmp_path: Path) -> None:
+    port = _free_port()
+    data = _init(tmp_path, port)
+    args = _configs(tmp_path, data, {"rate_limits": {"enabled": False}})
+    proc = await _start(args)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            await _wait_for_versions(session, base)
+            proc.send_signal(signal.SIGHUP)
+            await asyncio.sleep(0.5)
+            async with session.get(base + "/_matrix/client/versions") as r:
+                assert r.status == 200
+            (tmp_path / "overrides.yaml").write_text(
+                yaml.safe_dump(
+                    {"rate_limits": {"enabled": False}, "log": {"level": "DEBUG"}}
+                )
+            )
+            proc.send_signal(signal.SIGHUP)
+            await asyncio.sleep(0.5)
+            async with session.get(base + "/_matrix/client/versions") as r:
+                assert r.status == 200
+            # A broken config file on SIGHUP is reported and ignored.
+            (tmp_path / "overrides.yaml").write_text("log: {level: LOUD}\n")
+            proc.send_signal(signal.SIGHUP)
+            await asyncio.sleep(0.5)
+            async with session.get(base + "/_matrix/client/versions") as r:
+                assert r.status == 200
+    finally:
+        log = await _stop(proc)
+    assert proc.returncode == 0, log
+    assert "SIGHUP: config reloaded, log level unchanged (INFO)" in log
+    assert "SIGHUP: log level INFO -> DEBUG" in log
+    assert "SIGHUP: config not reloaded" in log
+    # The new level applied: the reload's own debug record appears once, after it.
+    assert log.count("DEBUG ranvier.app.server [-] SIGHUP: reloaded") == 1
+    assert "Traceback" not in log
