@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -228,3 +229,48 @@ async def test_sighup_reloads_log_level_and_keeps_serving(tmp_path: Path) -> Non
     # The new level applied: the reload's own debug record appears once, after it.
     assert log.count("DEBUG ranvier.app.server [-] SIGHUP: reloaded") == 1
     assert "Traceback" not in log
+
+
+def test_version_flag() -> None:
+    proc = subprocess.run(
+        [*RANVIER, "--version"], capture_output=True, text=True, timeout=60, env=ENV
+    )
+    assert proc.returncode == 0
+    assert re.fullmatch(r"ranvier \S+\n", proc.stdout)
+
+
+def _register_from_pipe(
+    args: list[str], user: str, stdin: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*RANVIER, "register-user", *args, "--user", user],
+        input=stdin, capture_output=True, text=True, timeout=60, env=ENV,
+    )  # fmt: skip
+
+
+async def test_register_user_reads_password_from_pipe(tmp_path: Path) -> None:
+    port = _free_port()
+    data = _init(tmp_path, port)
+    args = _configs(tmp_path, data, {"rate_limits": {"enabled": False}})
+    reg = _register_from_pipe(args, "bob", "pipe-pass-1\n")
+    assert reg.returncode == 0, reg.stderr
+    assert "registered @bob:localhost" in reg.stdout
+    assert "Traceback" not in reg.stderr
+    empty = _register_from_pipe(args, "carol", "")
+    assert empty.returncode == 1
+    assert "no password on standard input" in _assert_one_line(empty.stderr)
+
+    proc = await _start(args)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            await _wait_for_versions(session, base)
+            body = {
+                "type": "m.login.password",
+                "identifier": {"type": "m.id.user", "user": "bob"},
+                "password": "pipe-pass-1",
+            }
+            async with session.post(base + "/_matrix/client/v3/login", json=body) as r:
+                assert r.status == 200
+    finally:
+        await _stop(proc)

@@ -49,10 +49,20 @@ def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ranvier", description="Ranvier Matrix homeserver"
     )
+    parser.add_argument("--version", action="version", version=f"ranvier {_version()}")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
     for add in _COMMANDS:
         add(subparsers)
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ranvier")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def _add_config_option(parser: argparse.ArgumentParser) -> None:
@@ -238,7 +248,8 @@ def _add_register_user(subparsers: Subparsers) -> None:
     parser.add_argument("--user", required=True, help="localpart or full user ID")
     parser.add_argument(
         "--password",
-        help="the password (prompted for when omitted; avoids shell history)",
+        help="the password (when omitted: prompted for on a terminal, otherwise read "
+        "as the first line of standard input; both avoid shell history)",
     )
     parser.add_argument("--admin", action="store_true", help="make a server admin")
     parser.set_defaults(handler=_cmd_register_user)
@@ -247,8 +258,20 @@ def _add_register_user(subparsers: Subparsers) -> None:
 def _prompt_password() -> str | None:
     import getpass
 
-    first = getpass.getpass("Password: ")
-    if getpass.getpass("Confirm password: ") != first:
+    if not sys.stdin.isatty():
+        # A pipe or file: `echo "$PW" | ranvier register-user ...`, no prompt, no echo.
+        line = sys.stdin.readline().rstrip("\r\n")
+        if not line:
+            print("error: no password on standard input", file=sys.stderr)
+            return None
+        return line
+    try:
+        first = getpass.getpass("Password: ")
+        second = getpass.getpass("Confirm password: ")
+    except (EOFError, KeyboardInterrupt):
+        print("\nerror: no password given", file=sys.stderr)
+        return None
+    if second != first:
         print("error: passwords do not match", file=sys.stderr)
         return None
     return first

@@ -131,8 +131,7 @@ def preflight(config: HomeserverConfig) -> InstanceLock:
     the caller's to release."""
     check_data_dir(Path(config.data_dir))
     check_signing_key(Path(config.signing_key_path))
-    if config.database.engine == "postgres":
-        check_database(config)
+    # With PostgreSQL, taking the lock is the connection check (exit 5 when it fails).
     lock = acquire_instance_lock(config)
     try:
         check_ports(config)
