@@ -185,6 +185,12 @@ def _add_check_config(subparsers: Subparsers) -> None:
         "check-config", help="validate config files and exit"
     )
     _add_config_option(parser)
+    parser.add_argument(
+        "--connect",
+        action="store_true",
+        help="also connect to the database (PostgreSQL) to check the DSN, role and "
+        "database",
+    )
     parser.set_defaults(handler=_cmd_check_config)
 
 
@@ -192,6 +198,21 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
         return EXIT_BAD_CONFIG
+    # The same checks `run` makes before start-up, with the same exit codes; imported
+    # here because the database check needs the driver.
+    preflight = importlib.import_module("ranvier.app.preflight")
+    checks: list[Callable[[], None]] = [
+        lambda: preflight.check_data_dir(Path(config.data_dir)),
+        lambda: preflight.check_signing_key(Path(config.signing_key_path)),
+    ]
+    if args.connect:
+        checks.append(lambda: preflight.check_database(config))
+    for check in checks:
+        try:
+            check()
+        except preflight.StartupError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return cast(int, exc.exit_code)
     print(f"OK: {summarize(config)}")
     return EXIT_OK
 
