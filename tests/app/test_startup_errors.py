@@ -201,6 +201,13 @@ async def test_sighup_reloads_log_level_and_keeps_serving(tmp_path: Path) -> Non
     try:
         async with aiohttp.ClientSession() as session:
             await _wait_for_versions(session, base)
+            async with session.get(base + "/") as r:
+                assert r.status == 200
+                assert r.content_type == "text/html"
+                page = await r.text()
+            assert "Ranvier is running" in page
+            assert "<strong>localhost</strong>" in page
+            assert "Registration: open." in page
             proc.send_signal(signal.SIGHUP)
             await asyncio.sleep(0.5)
             async with session.get(base + "/_matrix/client/versions") as r:
