@@ -19,6 +19,7 @@ import aiohttp
 import pytest
 import yaml
 
+from ranvier.app import preflight
 from tests.app.test_process_lifecycle import _free_port, _wait_for_versions
 from tests.conftest import fresh_postgres_database, require_postgres
 
@@ -84,6 +85,40 @@ def test_signing_key_missing(tmp_path: Path) -> None:
     line = _assert_one_line(err)
     assert "signing key" in line
     assert "missing" in line
+
+
+def test_data_dir_is_a_file(tmp_path: Path) -> None:
+    data = _init(tmp_path, _free_port())
+    (tmp_path / "file").write_text("")
+    rc, err = _run_fails(_configs(tmp_path, data, {"data_dir": str(tmp_path / "file")}))
+    assert rc == 3
+    assert "is not a directory" in _assert_one_line(err)
+
+
+def test_data_dir_unwritable_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The real-process variant above cannot run as root; this one checks the message.
+    def refuse(**_: Any) -> Any:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("ranvier.app.preflight.tempfile.TemporaryFile", refuse)
+    with pytest.raises(preflight.StartupError) as caught:
+        preflight.check_data_dir(tmp_path)
+    assert caught.value.exit_code == 3
+    assert str(caught.value) == (
+        f"data directory {tmp_path} is not writable (Permission denied); "
+        "fix its owner or permissions"
+    )
+
+
+def test_signing_key_unreadable(tmp_path: Path) -> None:
+    data = _init(tmp_path, _free_port())
+    (data / "signing.key").unlink()
+    (data / "signing.key").mkdir()  # unreadable even for root
+    rc, err = _run_fails(_configs(tmp_path, data, {}))
+    assert rc == 3
+    assert "unreadable (Is a directory)" in _assert_one_line(err)
 
 
 def test_signing_key_malformed(tmp_path: Path) -> None:

@@ -35,6 +35,11 @@ class StartupError(Exception):
 
 
 def check_data_dir(data_dir: Path) -> None:
+    if data_dir.exists() and not data_dir.is_dir():
+        raise StartupError(
+            f"data directory {data_dir} is not a directory; point data_dir at a directory",
+            EXIT_FILES,
+        )
     if not data_dir.is_dir():
         raise StartupError(
             f"data directory {data_dir} does not exist; create it or run "
