@@ -5,10 +5,12 @@ same data refuses to start; SIGHUP reloads the log level and never kills the ser
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -316,3 +318,21 @@ async def test_register_user_reads_password_from_pipe(tmp_path: Path) -> None:
                 assert r.status == 200
     finally:
         await _stop(proc)
+
+
+async def test_database_from_a_newer_ranvier_is_one_line(tmp_path: Path) -> None:
+    port = _free_port()
+    data = _init(tmp_path, port)
+    args = _configs(tmp_path, data, {"rate_limits": {"enabled": False}})
+    proc = await _start(args)
+    try:
+        async with aiohttp.ClientSession() as session:
+            await _wait_for_versions(session, f"http://127.0.0.1:{port}")
+    finally:
+        await _stop(proc)
+    with contextlib.closing(sqlite3.connect(data / "homeserver.db")) as conn, conn:
+        conn.execute("INSERT INTO schema_version (version, name) VALUES (9999, 'x')")
+    rc, err = await asyncio.to_thread(_run_fails, args)
+    assert rc == 1
+    assert "Traceback" not in err
+    assert "newer than the newest version this Ranvier knows" in err

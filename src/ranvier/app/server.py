@@ -21,11 +21,12 @@ from aiohttp.http_exceptions import HttpProcessingError
 from ranvier.api.http import build_http_app
 from ranvier.api.http_transport import MatrixAppRunner
 from ranvier.app.homeserver import Homeserver, build_homeserver
-from ranvier.app.preflight import StartupError, preflight
+from ranvier.app.preflight import EXIT_PORT, StartupError, preflight
 from ranvier.config.errors import ConfigError
 from ranvier.config.load import load_config
 from ranvier.config.schema import HomeserverConfig, ListenerConfig
 from ranvier.core.appservice import AppServiceConfigError
+from ranvier.storage.migrations import SchemaTooNewError
 from ranvier.util.clock import Clock
 from ranvier.util.logcontext import RequestIdFilter
 
@@ -156,7 +157,14 @@ async def start_server(
             ctx = _ssl_context(listener)
             for host in listener.bind_addresses:
                 site = web.TCPSite(runner, host, listener.port, ssl_context=ctx)
-                await site.start()
+                try:
+                    await site.start()
+                except OSError as exc:
+                    # preflight test-bound the port; something took it since.
+                    raise StartupError(
+                        f"cannot listen on {host}:{listener.port}: {exc.strerror}",
+                        EXIT_PORT,
+                    ) from None
                 for sock in _site_sockets(site):
                     running.bound.append((idx, host, sock))
                 logger.info(
@@ -284,6 +292,13 @@ def run(config: HomeserverConfig, config_paths: Sequence[str] = ()) -> int:
     configure_logging(config.log.level, config.log.format)
     try:
         _run_loop(serve_forever(config, config_paths))
+    except StartupError as exc:
+        logger.error("%s", exc)
+        return exc.exit_code
+    except SchemaTooNewError as exc:
+        # A downgrade: the message says what to do; the traceback adds nothing.
+        logger.error("%s", exc)
+        return 1
     except AppServiceConfigError as e:
         # An operator mistake in a registration file: the message names the file
         # and the field, a traceback would only hide it.
