@@ -336,3 +336,38 @@ async def test_database_from_a_newer_ranvier_is_one_line(tmp_path: Path) -> None
     assert rc == 1
     assert "Traceback" not in err
     assert "newer than the newest version this Ranvier knows" in err
+
+
+async def test_sighup_reopens_the_log_file(tmp_path: Path) -> None:
+    port = _free_port()
+    data = _init(tmp_path, port)
+    log_file = tmp_path / "ranvier.log"
+    overrides = {"rate_limits": {"enabled": False}, "log": {"file": str(log_file)}}
+    args = _configs(tmp_path, data, overrides)
+    proc = await _start(args)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            await _wait_for_versions(session, base)
+            rotated = tmp_path / "ranvier.log.1"
+            log_file.rename(rotated)  # what logrotate does before signalling
+            proc.send_signal(signal.SIGHUP)
+            await asyncio.sleep(0.5)
+            async with session.get(base + "/_matrix/client/versions") as r:
+                assert r.status == 200
+    finally:
+        stderr = await _stop(proc)
+    assert proc.returncode == 0
+    assert stderr == ""
+    assert "Ranvier serving localhost" in rotated.read_text()
+    fresh = log_file.read_text()
+    assert f"SIGHUP: reopened log file {log_file}" in fresh
+    assert "stopped cleanly" in fresh
+
+
+def test_log_file_in_missing_directory(tmp_path: Path) -> None:
+    data = _init(tmp_path, _free_port())
+    bad = tmp_path / "nodir" / "x.log"
+    rc, err = _run_fails(_configs(tmp_path, data, {"log": {"file": str(bad)}}))
+    assert rc == 3
+    assert "cannot open log file" in _assert_one_line(err)

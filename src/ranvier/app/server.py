@@ -4,6 +4,7 @@ reload on SIGHUP."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import os
@@ -12,6 +13,7 @@ import ssl
 import sys
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -21,7 +23,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from ranvier.api.http import build_http_app
 from ranvier.api.http_transport import MatrixAppRunner
 from ranvier.app.homeserver import Homeserver, build_homeserver
-from ranvier.app.preflight import EXIT_PORT, StartupError, preflight
+from ranvier.app.preflight import EXIT_FILES, EXIT_PORT, StartupError, preflight
 from ranvier.config.errors import ConfigError
 from ranvier.config.load import load_config
 from ranvier.config.schema import HomeserverConfig, ListenerConfig
@@ -205,8 +207,22 @@ class JsonLogFormatter(logging.Formatter):
         return orjson.dumps(entry).decode()
 
 
-def configure_logging(level: str, fmt: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+class ReopenableFileHandler(logging.FileHandler):
+    """A log file that SIGHUP reopens by name, after logrotate moved the old one."""
+
+    def reopen(self) -> None:
+        with self.lock or contextlib.nullcontext():
+            if self.stream is not None:
+                self.stream.close()
+            self.stream = self._open()
+
+
+def configure_logging(level: str, fmt: str, file: Path | None = None) -> None:
+    handler: logging.Handler = (
+        logging.StreamHandler(sys.stderr)
+        if file is None
+        else ReopenableFileHandler(file, encoding="utf-8")
+    )
     handler.addFilter(RequestIdFilter())
     if fmt == "json":
         handler.setFormatter(JsonLogFormatter())
@@ -221,9 +237,17 @@ def configure_logging(level: str, fmt: str) -> None:
     root.setLevel(level.upper())
 
 
+def reopen_log_files() -> None:
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, ReopenableFileHandler):
+            handler.reopen()
+            logger.info("SIGHUP: reopened log file %s", handler.baseFilename)
+
+
 def reload_config(config_paths: Sequence[str], current: HomeserverConfig) -> None:
-    """SIGHUP: re-read the config files and apply what can change at run time (the log
-    level). A bad file is logged and ignored; the server keeps running either way."""
+    """SIGHUP: reopen the log file, re-read the config files and apply what can change
+    at run time (the log level). A bad file is logged and ignored; the server keeps running either way."""
+    reopen_log_files()
     try:
         fresh = load_config(config_paths, os.environ)
     except ConfigError as exc:
@@ -262,8 +286,6 @@ async def serve_forever(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    # Logs go to stderr only, so there is no log file to reopen: rotation is the job of
-    # whoever captures stderr (journald, a supervisor).
     loop.add_signal_handler(signal.SIGHUP, reload_config, config_paths, config)
     logger.info("Ranvier serving %s", config.server_name)
     await stop.wait()
@@ -289,7 +311,14 @@ def run(config: HomeserverConfig, config_paths: Sequence[str] = ()) -> int:
     except StartupError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return exc.exit_code
-    configure_logging(config.log.level, config.log.format)
+    try:
+        configure_logging(config.log.level, config.log.format, config.log.file)
+    except OSError as exc:
+        lock.release()
+        sys.stderr.write(
+            f"error: cannot open log file {config.log.file}: {exc.strerror}\n"
+        )
+        return EXIT_FILES
     try:
         _run_loop(serve_forever(config, config_paths))
     except StartupError as exc:
