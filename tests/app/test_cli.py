@@ -5,6 +5,7 @@ import re
 import stat
 import sys
 import types
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from ranvier.app.cli import generate_signing_key, main, read_signing_key_id
 from ranvier.config.load import load_config
 from ranvier.config.schema import HomeserverConfig
+from tests.conftest import require_postgres
 
 KEY_LINE = re.compile(r"ed25519 (a_[A-Za-z0-9]{4}) ([A-Za-z0-9+/]{43})\n")
 
@@ -190,6 +192,7 @@ def test_check_config_layers_files(
 ) -> None:
     base = tmp_path / "base.yaml"
     base.write_text("server_name: example.com\n")
+    (tmp_path / "signing.key").write_text(generate_signing_key()[0])
     prod = tmp_path / "prod.yaml"
     prod.write_text(
         "database: {engine: postgres, dsn: '${DSN}', pool_size: 4}\n"
@@ -201,6 +204,41 @@ def test_check_config_layers_files(
     out = capsys.readouterr().out
     assert "database=postgres (pool 4)" in out
     assert "registration=token" in out
+
+
+def test_check_config_checks_data_dir_and_signing_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert init(tmp_path) == 0
+    config = str(tmp_path / "homeserver.yaml")
+    (tmp_path / "signing.key").unlink()
+    assert main(["check-config", "--config", config]) == 3
+    assert "signing key" in capsys.readouterr().err
+    missing = tmp_path / "other.yaml"
+    missing.write_text(f"data_dir: {tmp_path / 'gone'}\n")
+    assert main(["check-config", "--config", config, "--config", str(missing)]) == 3
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_check_config_connect_checks_postgres(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert init(tmp_path) == 0
+    config = str(tmp_path / "homeserver.yaml")
+    db = tmp_path / "db.yaml"
+    db.write_text(
+        "database: {engine: postgres, "
+        "dsn: 'postgresql://postgres:hunter2@127.0.0.1:1/ranvier'}\n"
+    )
+    # Without --connect the database is not contacted.
+    assert main(["check-config", "--config", config, "--config", str(db)]) == 0
+    capsys.readouterr()
+    assert main(["check-config", "--connect", "-c", config, "-c", str(db)]) == 5
+    err = capsys.readouterr().err
+    assert "cannot connect to PostgreSQL" in err
+    assert "hunter2" not in err
+    db.write_text(f"database: {{engine: postgres, dsn: '{require_postgres()}'}}\n")
+    assert main(["check-config", "--connect", "-c", config, "-c", str(db)]) == 0
 
 
 def test_check_config_lists_every_problem(
@@ -243,9 +281,11 @@ def test_run_loads_config_and_calls_server(
 ) -> None:
     assert init(tmp_path) == 0
     seen: list[HomeserverConfig] = []
+    paths: list[Sequence[str]] = []
 
-    def fake_run(config: HomeserverConfig) -> int:
+    def fake_run(config: HomeserverConfig, config_paths: Sequence[str]) -> int:
         seen.append(config)
+        paths.append(config_paths)
         return 7
 
     fake = types.ModuleType("ranvier.app.server")
@@ -253,6 +293,8 @@ def test_run_loads_config_and_calls_server(
     monkeypatch.setitem(sys.modules, "ranvier.app.server", fake)
     assert main(["run", "--config", str(tmp_path / "homeserver.yaml")]) == 7
     assert [c.server_name for c in seen] == ["example.com"]
+    # The paths are passed on so that SIGHUP can re-read them.
+    assert paths == [[str(tmp_path / "homeserver.yaml")]]
 
 
 def test_run_with_bad_config_does_not_start(

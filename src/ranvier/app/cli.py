@@ -49,10 +49,20 @@ def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ranvier", description="Ranvier Matrix homeserver"
     )
+    parser.add_argument("--version", action="version", version=f"ranvier {_version()}")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
     for add in _COMMANDS:
         add(subparsers)
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ranvier")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def _add_config_option(parser: argparse.ArgumentParser) -> None:
@@ -175,6 +185,12 @@ def _add_check_config(subparsers: Subparsers) -> None:
         "check-config", help="validate config files and exit"
     )
     _add_config_option(parser)
+    parser.add_argument(
+        "--connect",
+        action="store_true",
+        help="also connect to the database (PostgreSQL) to check the DSN, role and "
+        "database",
+    )
     parser.set_defaults(handler=_cmd_check_config)
 
 
@@ -182,6 +198,21 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
         return EXIT_BAD_CONFIG
+    # The same checks `run` makes before start-up, with the same exit codes; imported
+    # here because the database check needs the driver.
+    preflight = importlib.import_module("ranvier.app.preflight")
+    checks: list[Callable[[], None]] = [
+        lambda: preflight.check_data_dir(Path(config.data_dir)),
+        lambda: preflight.check_signing_key(Path(config.signing_key_path)),
+    ]
+    if args.connect:
+        checks.append(lambda: preflight.check_database(config))
+    for check in checks:
+        try:
+            check()
+        except preflight.StartupError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return cast(int, exc.exit_code)
     print(f"OK: {summarize(config)}")
     return EXIT_OK
 
@@ -223,8 +254,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     # Imported here so that init and check-config work without the server's dependencies
     # (aiohttp, database drivers) being importable.
     server = importlib.import_module("ranvier.app.server")
-    run = cast(Callable[[HomeserverConfig], int], server.run)
-    return run(config)
+    run = cast(Callable[[HomeserverConfig, Sequence[str]], int], server.run)
+    return run(config, args.config)
 
 
 # --- register-user (accounts, issue #4) -----------------------------------------------
@@ -238,7 +269,8 @@ def _add_register_user(subparsers: Subparsers) -> None:
     parser.add_argument("--user", required=True, help="localpart or full user ID")
     parser.add_argument(
         "--password",
-        help="the password (prompted for when omitted; avoids shell history)",
+        help="the password (when omitted: prompted for on a terminal, otherwise read "
+        "as the first line of standard input; both avoid shell history)",
     )
     parser.add_argument("--admin", action="store_true", help="make a server admin")
     parser.set_defaults(handler=_cmd_register_user)
@@ -247,8 +279,20 @@ def _add_register_user(subparsers: Subparsers) -> None:
 def _prompt_password() -> str | None:
     import getpass
 
-    first = getpass.getpass("Password: ")
-    if getpass.getpass("Confirm password: ") != first:
+    if not sys.stdin.isatty():
+        # A pipe or file: `echo "$PW" | ranvier register-user ...`, no prompt, no echo.
+        line = sys.stdin.readline().rstrip("\r\n")
+        if not line:
+            print("error: no password on standard input", file=sys.stderr)
+            return None
+        return line
+    try:
+        first = getpass.getpass("Password: ")
+        second = getpass.getpass("Confirm password: ")
+    except (EOFError, KeyboardInterrupt):
+        print("\nerror: no password given", file=sys.stderr)
+        return None
+    if second != first:
         print("error: passwords do not match", file=sys.stderr)
         return None
     return first

@@ -13,7 +13,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ranvier.api import health, well_known
+from ranvier.api import health, index_page, well_known
 from ranvier.api.client import versions
 from ranvier.api.http import Authenticator, Endpoint, HttpSettings
 from ranvier.api.keys.server import ServerKeyResource
@@ -135,6 +135,12 @@ def load_signing_key(path: Path) -> SigningKey:
     return keys[0]
 
 
+def _registration_mode(config: HomeserverConfig) -> str:
+    if not config.registration.enabled:
+        return "closed"
+    return "with a registration token" if config.registration.require_token else "open"
+
+
 def _federation_authority(config: HomeserverConfig) -> str | None:
     for listener in config.listeners:
         if "federation" in listener.resources:
@@ -207,7 +213,14 @@ async def build_homeserver(
             support_contacts=[c.to_json() for c in config.server_support.contacts],
             support_page=config.server_support.page,
         )
-        hs.resources["client"] = [*versions.endpoints(), *wk.endpoints()]
+        index = index_page.IndexPage(
+            config.server_name, config.public_baseurl, _registration_mode(config)
+        )
+        hs.resources["client"] = [
+            *versions.endpoints(),
+            *wk.endpoints(),
+            *index.endpoints(),
+        ]
         # --- accounts (issue #4): registration, login, devices, profiles -------------
         # Federation's room side is bound late (it needs the transport, built last).
         seam = FederationSeam()

@@ -1,15 +1,19 @@
-"""Process lifecycle: logging, event loop, listeners, graceful shutdown on SIGTERM/SIGINT."""
+"""Process lifecycle: logging, event loop, listeners, graceful shutdown on SIGTERM/SIGINT,
+reload on SIGHUP."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
+import os
 import signal
 import ssl
 import sys
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -19,8 +23,12 @@ from aiohttp.http_exceptions import HttpProcessingError
 from ranvier.api.http import build_http_app
 from ranvier.api.http_transport import MatrixAppRunner
 from ranvier.app.homeserver import Homeserver, build_homeserver
+from ranvier.app.preflight import EXIT_FILES, EXIT_PORT, StartupError, preflight
+from ranvier.config.errors import ConfigError
+from ranvier.config.load import load_config
 from ranvier.config.schema import HomeserverConfig, ListenerConfig
 from ranvier.core.appservice import AppServiceConfigError
+from ranvier.storage.migrations import SchemaTooNewError
 from ranvier.util.clock import Clock
 from ranvier.util.logcontext import RequestIdFilter
 
@@ -151,7 +159,14 @@ async def start_server(
             ctx = _ssl_context(listener)
             for host in listener.bind_addresses:
                 site = web.TCPSite(runner, host, listener.port, ssl_context=ctx)
-                await site.start()
+                try:
+                    await site.start()
+                except OSError as exc:
+                    # preflight test-bound the port; something took it since.
+                    raise StartupError(
+                        f"cannot listen on {host}:{listener.port}: {exc.strerror}",
+                        EXIT_PORT,
+                    ) from None
                 for sock in _site_sockets(site):
                     running.bound.append((idx, host, sock))
                 logger.info(
@@ -192,8 +207,22 @@ class JsonLogFormatter(logging.Formatter):
         return orjson.dumps(entry).decode()
 
 
-def configure_logging(level: str, fmt: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+class ReopenableFileHandler(logging.FileHandler):
+    """A log file that SIGHUP reopens by name, after logrotate moved the old one."""
+
+    def reopen(self) -> None:
+        with self.lock or contextlib.nullcontext():
+            if self.stream is not None:
+                self.stream.close()
+            self.stream = self._open()
+
+
+def configure_logging(level: str, fmt: str, file: Path | None = None) -> None:
+    handler: logging.Handler = (
+        logging.StreamHandler(sys.stderr)
+        if file is None
+        else ReopenableFileHandler(file, encoding="utf-8")
+    )
     handler.addFilter(RequestIdFilter())
     if fmt == "json":
         handler.setFormatter(JsonLogFormatter())
@@ -208,7 +237,45 @@ def configure_logging(level: str, fmt: str) -> None:
     root.setLevel(level.upper())
 
 
-async def serve_forever(config: HomeserverConfig) -> None:
+def reopen_log_files() -> None:
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, ReopenableFileHandler):
+            handler.reopen()
+            logger.info("SIGHUP: reopened log file %s", handler.baseFilename)
+
+
+def reload_config(config_paths: Sequence[str], current: HomeserverConfig) -> None:
+    """SIGHUP: reopen the log file, re-read the config files and apply what can change
+    at run time (the log level). A bad file is logged and ignored; the server keeps running either way."""
+    reopen_log_files()
+    try:
+        fresh = load_config(config_paths, os.environ)
+    except ConfigError as exc:
+        logger.error("SIGHUP: config not reloaded: %s", " ".join(str(exc).split()))
+        return
+    root = logging.getLogger()
+    old_level = logging.getLevelName(root.level)
+    if fresh.log.level != old_level:
+        root.setLevel(fresh.log.level)
+        # Logged at WARNING so that the change is visible whatever the new level.
+        logger.warning("SIGHUP: log level %s -> %s", old_level, fresh.log.level)
+    else:
+        logger.info("SIGHUP: config reloaded, log level unchanged (%s)", old_level)
+    logger.debug("SIGHUP: reloaded %s", ", ".join(config_paths))
+    ignored = [
+        name
+        for name in ("rate_limits", "registration")
+        if getattr(fresh, name) != getattr(current, name)
+    ]
+    if ignored:
+        logger.warning(
+            "SIGHUP: changes to %s take effect only after a restart", ", ".join(ignored)
+        )
+
+
+async def serve_forever(
+    config: HomeserverConfig, config_paths: Sequence[str] = ()
+) -> None:
     running = await start_server(config)
     # Start-up objects (modules, config, the service graph) live as long as the
     # process: collect start-up garbage once, then freeze the survivors so that no
@@ -219,6 +286,7 @@ async def serve_forever(config: HomeserverConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, reload_config, config_paths, config)
     logger.info("Ranvier serving %s", config.server_name)
     await stop.wait()
     logger.info("shutting down: finishing in-flight requests")
@@ -235,10 +303,31 @@ def _run_loop(main: Coroutine[Any, Any, None]) -> None:
         uvloop.run(main)
 
 
-def run(config: HomeserverConfig) -> int:
-    configure_logging(config.log.level, config.log.format)
+def run(config: HomeserverConfig, config_paths: Sequence[str] = ()) -> int:
+    # Until the loop installs its own handler, SIGHUP must not kill a starting server.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
-        _run_loop(serve_forever(config))
+        lock = preflight(config)
+    except StartupError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return exc.exit_code
+    try:
+        configure_logging(config.log.level, config.log.format, config.log.file)
+    except OSError as exc:
+        lock.release()
+        sys.stderr.write(
+            f"error: cannot open log file {config.log.file}: {exc.strerror}\n"
+        )
+        return EXIT_FILES
+    try:
+        _run_loop(serve_forever(config, config_paths))
+    except StartupError as exc:
+        logger.error("%s", exc)
+        return exc.exit_code
+    except SchemaTooNewError as exc:
+        # A downgrade: the message says what to do; the traceback adds nothing.
+        logger.error("%s", exc)
+        return 1
     except AppServiceConfigError as e:
         # An operator mistake in a registration file: the message names the file
         # and the field, a traceback would only hide it.
@@ -247,4 +336,6 @@ def run(config: HomeserverConfig) -> int:
     except Exception:
         logger.exception("fatal error")
         return 1
+    finally:
+        lock.release()
     return 0

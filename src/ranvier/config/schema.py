@@ -616,8 +616,15 @@ class LogConfig:
     format: LogFormat = setting(
         "text",
         "text (one readable line per record) or json (one JSON object per line, for log "
-        "shippers). Logs go to standard error.",
+        "shippers). Logs go to standard error unless `file` is set.",
         v.one_of(get_args(LogFormat)),
+    )
+    file: Path | None = setting(
+        None,
+        "Write logs to this file instead of standard error. SIGHUP reopens it, so "
+        "logrotate can move it away and signal the server (no copytruncate needed).",
+        v.path,
+        example="/var/log/ranvier/homeserver.log",
     )
 
 
