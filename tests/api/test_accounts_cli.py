@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import sys
 from pathlib import Path
 
 import pytest
@@ -42,7 +43,10 @@ def test_register_user_command(
     )
     assert "not a user of localhost" in capsys.readouterr().err
 
+    # On a terminal the password is asked for twice (a pipe is read instead: see
+    # tests/app/test_cli.py).
     answers = iter(["typed secret", "typed secret", "one", "two"])
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True, raising=False)
     monkeypatch.setattr(getpass, "getpass", lambda _prompt="": next(answers))
     assert cli_main(["register-user", *cfg, "--user", "@typed:localhost"]) == 0
     assert cli_main(["register-user", *cfg, "--user", "mismatch"]) == 1
