@@ -53,18 +53,20 @@ pytest:
 	$(BIN)/pytest -q
 
 ## make sytest: run SyTest (matrix-org/sytest, Perl) against Ranvier; optional, not part of
-## `make test`. Needs the SyTest checkout in $(SYTEST_HOME)/src and the workspace harness
-## (run-sytest.sh) in $(SYTEST_HARNESS); see README.md "SyTest". SYTEST_TESTS picks files
+## `make test`. Both folders live outside the repository and must be named:
+## SYTEST_HOME (holds the SyTest checkout in src/) and SYTEST_HARNESS (holds run-sytest.sh);
+## see README.md "SyTest". SYTEST_TESTS picks files
 ## or directories of the checkout (default: the whole suite). HS_PYTHON runs the server
 ## (default .venv/bin/python; `make install` first); the adapter puts this checkout's src/
 ## first on its path.
-SYTEST_HOME    ?= /var/tmp/sytest
-SYTEST_HARNESS ?= ../shared/sytest
+SYTEST_HOME    ?=
+SYTEST_HARNESS ?=
 SYTEST_TESTS   ?=
 HS_PYTHON      ?= $(abspath $(BIN)/python)
 
 # No `install` prerequisite: it would (re)install into whatever venv HS_PYTHON belongs to.
 sytest:
+	@test -n "$(SYTEST_HOME)" -a -n "$(SYTEST_HARNESS)" || { echo "set SYTEST_HOME (SyTest checkout in its src/) and SYTEST_HARNESS (run-sytest.sh)" >&2; exit 2; }
 	@test -x $(HS_PYTHON) || { echo "no $(HS_PYTHON): run 'make install' first or set HS_PYTHON" >&2; exit 2; }
 	@test -f $(SYTEST_HOME)/src/run-tests.pl || { echo "no SyTest checkout in $(SYTEST_HOME)/src (set SYTEST_HOME)" >&2; exit 2; }
 	@test -x $(SYTEST_HARNESS)/run-sytest.sh || { echo "no run-sytest.sh in $(SYTEST_HARNESS) (set SYTEST_HARNESS)" >&2; exit 2; }

@@ -1,7 +1,7 @@
 """Fail any test that reads a file beside the checkout instead of inside it.
 
 A fresh `git clone` must test itself with nothing next to it, yet a workspace may have
-siblings (`../shared` and the like) that would quietly satisfy a test. A Python audit
+sibling folders that would quietly satisfy a test. A Python audit
 hook sees every `open`, `os.listdir` and `os.scandir` in the test process; a path in
 the checkout's parent folder but outside the checkout (and outside the temp folder
 when the checkout sits directly in it) raises `OutsideCheckoutError`, and the session fails even

@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-# Kept in the repository so that a fresh clone tests itself; RANVIER_SPEC_DIR points the
-# tests at another copy (for example a newer spec release being checked).
-SPEC_DIR = Path(
-    os.environ.get(
-        "RANVIER_SPEC_DIR", Path(__file__).resolve().parents[1] / "data" / "spec"
-    )
-)
+# Kept in the repository so that a fresh clone tests itself.
+SPEC_DIR = Path(__file__).resolve().parents[1] / "data" / "spec"
 VECTORS_DIR = SPEC_DIR / "vectors"
 
 
