@@ -29,6 +29,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from ranvier.storage.database import Database, DatabaseSettings, open_database
 from ranvier.storage.txn import EngineName
 from tests.checkout_boundary import BOUNDARY
+from tests.helpers.ci import missing_component
 
 DEFAULT_POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 TEST_POOL_SIZE = 4
@@ -36,10 +37,6 @@ TEST_POOL_SIZE = 4
 
 def postgres_maintenance_dsn() -> str:
     return os.environ.get("RANVIER_TEST_POSTGRES_DSN", DEFAULT_POSTGRES_DSN)
-
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
 
 def require_postgres() -> str:
@@ -52,9 +49,7 @@ def require_postgres() -> str:
         reason = (
             f"PostgreSQL unreachable at {dsn!r} (set RANVIER_TEST_POSTGRES_DSN): {exc}"
         )
-        if _in_ci():
-            pytest.fail(f"{reason}; CI is set, so the PostgreSQL tests must run")
-        pytest.skip(reason)
+        missing_component(reason)
     return dsn
 
 

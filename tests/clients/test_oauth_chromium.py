@@ -11,9 +11,8 @@ import os
 import shutil
 from pathlib import Path
 
-import pytest
-
 from tests.helpers.accounts import PASSWORD
+from tests.helpers.ci import missing_component
 from tests.helpers.js import run_js_client
 from tests.helpers.oauth import oauth_server
 
@@ -22,9 +21,7 @@ CHROMIUM = os.environ.get("RANVIER_TEST_CHROMIUM") or shutil.which("chromium")
 
 async def test_sign_up_in_chromium(tmp_path: Path) -> None:
     if CHROMIUM is None:
-        if os.environ.get("CI"):
-            pytest.fail("Chromium is needed for the browser test")
-        pytest.skip("Chromium is not installed")
+        missing_component("Chromium is not installed")
     async with oauth_server(tmp_path) as (_hs, api):
         out = await run_js_client(
             "oauth_in_chromium.mjs",

@@ -27,6 +27,7 @@ from tests.federation.interop.synapse_server import (
 )
 from tests.federation.matrix_client import MatrixClient
 from tests.federation.tls import LocalCa, make_test_ca
+from tests.helpers.ci import missing_component
 from tests.helpers.homeserver import write_test_config
 
 SYNAPSE_HOST = "127.0.0.2"
@@ -42,10 +43,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if here in Path(item.path).parents:
             item.add_marker(pytest.mark.timeout(INTEROP_TIMEOUT_S))
-
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
 
 @pytest.fixture(scope="session")
@@ -70,9 +67,7 @@ def synapse(
         )
         server.start()
     except SynapseUnavailable as e:
-        if _in_ci():
-            pytest.fail(f"Synapse is required under CI: {e}")
-        pytest.skip(f"Synapse unavailable: {e}")
+        missing_component(f"Synapse unavailable: {e}")
     try:
         yield server
     finally:
